@@ -1,0 +1,329 @@
+// Proxy layer: one client's leg to a per-driver daemon. It performs the handshake the C
+// virtproxyd's remote driver does (auth list, keepalive feature, open, identity), then switches to
+// pass-through: every frame goes to the owner untouched, except keepalive traffic, answered here.
+
+import net from 'node:net';
+import { CodedError } from '../protocol/coded-error.js';
+import {
+  KEEPALIVE_PROC_PING,
+  KEEPALIVE_PROC_PONG,
+  KEEPALIVE_PROGRAM,
+  KEEPALIVE_PROTOCOL_VERSION,
+  REMOTE_AUTH_NONE,
+  REMOTE_AUTH_POLKIT,
+  REMOTE_PROC_AUTH_LIST,
+  REMOTE_PROC_AUTH_POLKIT,
+  REMOTE_PROC_CONNECT_CLOSE,
+  REMOTE_PROC_CONNECT_OPEN,
+  REMOTE_PROC_CONNECT_SET_IDENTITY,
+  REMOTE_PROC_CONNECT_SUPPORTS_FEATURE,
+  REMOTE_PROGRAM,
+  REMOTE_PROTOCOL_VERSION,
+  VIR_DRV_FEATURE_PROGRAM_KEEPALIVE,
+  VIR_ERR_AUTH_UNAVAILABLE,
+  VIR_ERR_NO_SUPPORT,
+  VIR_ERR_SYSTEM_ERROR,
+  VIR_FROM_RPC,
+  VIR_NET_CALL,
+
+  VIR_NET_MESSAGE,
+  VIR_NET_OK,
+  VIR_NET_REPLY,
+} from '../protocol/constants.js';
+import { FrameDecoder } from '../protocol/frame-decoder.js';
+import { OFF_PROC, OFF_PROG, OFF_SERIAL, OFF_STATUS, OFF_TYPE, encodeMessage, framePayload } from '../protocol/header.js';
+import {
+  decodeAuthList,
+  encodeConnectOpenArgs,
+  encodeInt,
+  encodeSetIdentityArgs,
+  type TypedParam,
+} from '../protocol/payloads.js';
+import { decodeRemoteError, remoteError, type RemoteError } from '../protocol/remote-error.js';
+import { Keepalive } from '../server/keepalive.js';
+
+/** A failure the client should see as a libvirt error. */
+export class BackendError extends CodedError {
+  constructor(
+    readonly remote: RemoteError,
+    cause?: unknown,
+  ) {
+    super('EBACKEND', remote.message ?? 'backend error', { cause });
+  }
+}
+
+export interface BackendOpenOptions {
+  socketPath: string;
+  name: string;
+  flags: number;
+  identity: TypedParam[] | null;
+  keepaliveInterval: number;
+  keepaliveCount: number;
+  connectTimeoutMs?: number;
+}
+
+const PONG = encodeMessage({
+  prog: KEEPALIVE_PROGRAM,
+  vers: KEEPALIVE_PROTOCOL_VERSION,
+  proc: KEEPALIVE_PROC_PONG,
+  type: VIR_NET_MESSAGE,
+  serial: 0,
+  status: VIR_NET_OK,
+});
+const PING = encodeMessage({
+  prog: KEEPALIVE_PROGRAM,
+  vers: KEEPALIVE_PROTOCOL_VERSION,
+  proc: KEEPALIVE_PROC_PING,
+  type: VIR_NET_MESSAGE,
+  serial: 0,
+  status: VIR_NET_OK,
+});
+
+const ERRNO: Record<string, number> = { ENOENT: 2, EACCES: 13, ECONNREFUSED: 111, ENOTSOCK: 88, ENOTDIR: 20 };
+const STRERROR: Record<string, string> = {
+  ENOENT: 'No such file or directory',
+  EACCES: 'Permission denied',
+  ECONNREFUSED: 'Connection refused',
+  ENOTSOCK: 'Socket operation on non-socket',
+  ENOTDIR: 'Not a directory',
+  ETIMEDOUT: 'Connection timed out',
+};
+
+export type BackendCloseReason = 'eof' | 'error' | 'keepalive' | 'client';
+
+export class BackendConnection {
+  readonly socket: net.Socket;
+  private readonly decoder: FrameDecoder;
+  private serial = 0;
+  private pending: { serial: number; resolve: (f: Buffer) => void; reject: (e: Error) => void } | null = null;
+  private passthrough: ((frame: Buffer) => void) | null = null;
+  private closedCb: ((reason: BackendCloseReason, err?: Error) => void) | null = null;
+  private closed = false;
+  private closeReason: BackendCloseReason = 'eof';
+  readonly keepalive: Keepalive;
+
+  private constructor(socket: net.Socket, opts: BackendOpenOptions) {
+    this.socket = socket;
+    this.decoder = new FrameDecoder(
+      (f) => this.backendOnFrame(f),
+      (e) => this.fail(e, 'error'),
+    );
+    this.keepalive = new Keepalive({
+      interval: opts.keepaliveInterval,
+      count: opts.keepaliveCount,
+      sendPing: () => this.socket.write(PING),
+      onDead: () => {
+        this.closeReason = 'keepalive';
+        this.socket.destroy();
+      },
+    });
+    socket.on('data', (chunk: Buffer) => this.decoder.push(chunk));
+    socket.on('error', (e) => this.fail(e, 'error'));
+    socket.on('close', () => this.backendOnClose());
+  }
+
+  /** Connects and runs the handshake; resolves once the backend connection is open. */
+  static async open(opts: BackendOpenOptions): Promise<BackendConnection> {
+    const socket = await connectUnix(opts.socketPath, opts.connectTimeoutMs ?? 30000);
+    socket.setNoDelay?.(true);
+    const conn = new BackendConnection(socket, opts);
+    try {
+      await conn.handshake(opts);
+    } catch (e) {
+      conn.destroy();
+      throw e;
+    }
+    conn.keepalive.start();
+    return conn;
+  }
+
+  private async handshake(opts: BackendOpenOptions): Promise<void> {
+    const auth = await this.call(REMOTE_PROC_AUTH_LIST, null);
+    if (auth.readInt32BE(OFF_STATUS) === VIR_NET_OK) {
+      const types = decodeAuthList(framePayload(auth));
+      const first = types[0] ?? REMOTE_AUTH_NONE;
+      if (first === REMOTE_AUTH_POLKIT) {
+        await this.callOk(REMOTE_PROC_AUTH_POLKIT, null);
+      } else if (first !== REMOTE_AUTH_NONE) {
+        throw new BackendError(
+          remoteError(
+            VIR_ERR_AUTH_UNAVAILABLE,
+            VIR_FROM_RPC,
+            `the daemon at '${opts.socketPath}' asks for authentication type ${first}, which the proxy cannot perform`,
+          ),
+        );
+      }
+    } else {
+      const err = decodeRemoteError(framePayload(auth));
+      if (err.code !== VIR_ERR_NO_SUPPORT && !(err.message ?? '').startsWith('unknown procedure')) {
+        throw new BackendError(err);
+      }
+    }
+    await this.callOk(REMOTE_PROC_CONNECT_SUPPORTS_FEATURE, encodeInt(VIR_DRV_FEATURE_PROGRAM_KEEPALIVE));
+    await this.callOk(REMOTE_PROC_CONNECT_OPEN, encodeConnectOpenArgs({ name: opts.name, flags: opts.flags }));
+    if (opts.identity !== null) {
+      await this.callOk(REMOTE_PROC_CONNECT_SET_IDENTITY, encodeSetIdentityArgs({ params: opts.identity, flags: 0 }));
+    }
+  }
+
+  private async callOk(proc: number, payload: Buffer | null): Promise<Buffer> {
+    const reply = await this.call(proc, payload);
+    if (reply.readInt32BE(OFF_STATUS) !== VIR_NET_OK) {
+      throw new BackendError(decodeRemoteError(framePayload(reply)));
+    }
+    return reply;
+  }
+
+  private call(proc: number, payload: Buffer | null): Promise<Buffer> {
+    const serial = this.serial++;
+    return new Promise((resolve, reject) => {
+      if (this.closed) {
+        reject(new BackendError(remoteError(1, VIR_FROM_RPC, 'client socket is closed')));
+        return;
+      }
+      this.pending = { serial, resolve, reject };
+      this.socket.write(
+        encodeMessage(
+          {
+            prog: REMOTE_PROGRAM,
+            vers: REMOTE_PROTOCOL_VERSION,
+            proc,
+            type: VIR_NET_CALL,
+            serial,
+            status: VIR_NET_OK,
+          },
+          payload,
+        ),
+      );
+    });
+  }
+
+  /** After the handshake: every frame but keepalive goes to `onFrame`; `onClose` fires once. */
+  attach(onFrame: (frame: Buffer) => void, onClose: (reason: BackendCloseReason, err?: Error) => void): void {
+    this.passthrough = onFrame;
+    this.closedCb = onClose;
+    if (this.closed) onClose(this.closeReason);
+  }
+
+  private backendOnFrame(frame: Buffer): void {
+    this.keepalive.received();
+    if (frame.readUInt32BE(OFF_PROG) === KEEPALIVE_PROGRAM) {
+      if (frame.readInt32BE(OFF_TYPE) === VIR_NET_MESSAGE && frame.readInt32BE(OFF_PROC) === KEEPALIVE_PROC_PING) {
+        this.socket.write(PONG);
+      }
+      return;
+    }
+    const out = this.passthrough;
+    if (out !== null) {
+      out(frame);
+      return;
+    }
+    const p = this.pending;
+    if (
+      p !== null &&
+      frame.readInt32BE(OFF_TYPE) === VIR_NET_REPLY &&
+      frame.readUInt32BE(OFF_SERIAL) === p.serial
+    ) {
+      this.pending = null;
+      // The frame may be a view into a socket chunk; keep a copy beyond this tick.
+      p.resolve(Buffer.from(frame));
+    }
+  }
+
+  write(frame: Buffer): boolean {
+    return this.socket.write(frame);
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
+  onDrain(cb: () => void): void {
+    this.socket.on('drain', cb);
+  }
+
+  /** Polite close: tell the daemon, then hang up. */
+  close(): void {
+    if (this.closed) return;
+    this.closeReason = 'client';
+    this.keepalive.stop();
+    if (!this.socket.destroyed && this.socket.writable) {
+      this.socket.end(
+        encodeMessage({
+          prog: REMOTE_PROGRAM,
+          vers: REMOTE_PROTOCOL_VERSION,
+          proc: REMOTE_PROC_CONNECT_CLOSE,
+          type: VIR_NET_CALL,
+          serial: 0x7fffffff,
+          status: VIR_NET_OK,
+        }),
+      );
+      const t = setTimeout(() => this.socket.destroy(), 2000);
+      t.unref();
+    } else {
+      this.socket.destroy();
+    }
+  }
+
+  destroy(): void {
+    this.keepalive.stop();
+    this.socket.destroy();
+  }
+
+  private fail(e: Error, reason: BackendCloseReason): void {
+    if (this.closeReason === 'eof') this.closeReason = reason;
+    const p = this.pending;
+    if (p !== null) {
+      this.pending = null;
+      p.reject(new BackendError(remoteError(1, VIR_FROM_RPC, 'client socket is closed'), e));
+    }
+    this.socket.destroy();
+  }
+
+  private backendOnClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.keepalive.stop();
+    const p = this.pending;
+    if (p !== null) {
+      this.pending = null;
+      p.reject(new BackendError(remoteError(1, VIR_FROM_RPC, 'client socket is closed')));
+    }
+    this.closedCb?.(this.closeReason);
+  }
+}
+
+/** Maps a connect failure to libvirt's "Failed to connect socket" system error. */
+export function connectError(socketPath: string, err: NodeJS.ErrnoException): BackendError {
+  const code = err.code ?? 'EIO';
+  const text = STRERROR[code] ?? err.message;
+  return new BackendError(
+    remoteError(VIR_ERR_SYSTEM_ERROR, VIR_FROM_RPC, `Failed to connect socket to '${socketPath}': ${text}`, ERRNO[code] ?? -1),
+    err,
+  );
+}
+
+function connectUnix(socketPath: string, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ path: socketPath });
+    const t = setTimeout(() => {
+      s.destroy();
+      reject(connectError(socketPath, Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(t);
+      s.removeAllListeners('error');
+      resolve(s);
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(t);
+      reject(connectError(socketPath, e));
+    });
+  });
+}
+
+

@@ -1,0 +1,621 @@
+// Server layer: one client connection. An explicit state machine handles the handshake (auth,
+// keepalive feature, open) locally; once open, frames of the remote, qemu and lxc programs are
+// forwarded to the backend leg as the bytes they came in, except the few procedures a proxy must
+// answer itself (NOTES §3.2, §10.9). Backpressure is coupled in both directions.
+
+import type net from 'node:net';
+import { CodedError } from '../protocol/coded-error.js';
+import {
+  KEEPALIVE_PROC_PING,
+  KEEPALIVE_PROGRAM,
+  KEEPALIVE_PROTOCOL_VERSION,
+  LXC_PROGRAM,
+  QEMU_PROGRAM,
+  REMOTE_AUTH_NONE,
+  REMOTE_AUTH_POLKIT,
+  REMOTE_AUTH_SASL,
+  REMOTE_PROC_AUTH_LIST,
+  REMOTE_PROC_AUTH_POLKIT,
+  REMOTE_PROC_AUTH_SASL_INIT,
+  REMOTE_PROC_AUTH_SASL_START,
+  REMOTE_PROC_AUTH_SASL_STEP,
+  REMOTE_PROC_CONNECT_CLOSE,
+  REMOTE_PROC_CONNECT_EVENT_CONNECTION_CLOSED,
+  REMOTE_PROC_CONNECT_GET_URI,
+  REMOTE_PROC_CONNECT_OPEN,
+  REMOTE_PROC_CONNECT_REGISTER_CLOSE_CALLBACK,
+  REMOTE_PROC_CONNECT_SET_IDENTITY,
+  REMOTE_PROC_CONNECT_SUPPORTS_FEATURE,
+  REMOTE_PROC_CONNECT_UNREGISTER_CLOSE_CALLBACK,
+  REMOTE_PROGRAM,
+  REMOTE_PROTOCOL_VERSION,
+  VIR_CONNECT_CLOSE_REASON_EOF,
+  VIR_CONNECT_CLOSE_REASON_ERROR,
+  VIR_CONNECT_CLOSE_REASON_KEEPALIVE,
+  VIR_CONNECT_RO,
+  VIR_DRV_FEATURE_FD_PASSING,
+  VIR_DRV_FEATURE_PROGRAM_KEEPALIVE,
+  VIR_DRV_FEATURE_REMOTE_CLOSE_CALLBACK,
+  VIR_DRV_FEATURE_REMOTE_EVENT_CALLBACK,
+  VIR_ERR_AUTH_FAILED,
+  VIR_ERR_INTERNAL_ERROR,
+  VIR_FROM_RPC,
+  VIR_NET_CALL,
+  VIR_NET_CALL_WITH_FDS,
+  VIR_NET_MESSAGE,
+  VIR_NET_OK,
+  VIR_NET_REPLY,
+  VIR_NET_REPLY_WITH_FDS,
+  VIR_NET_STREAM,
+  VIR_NET_STREAM_HOLE,
+} from '../protocol/constants.js';
+import { FrameDecoder } from '../protocol/frame-decoder.js';
+import {
+  OFF_PROC,
+  OFF_PROG,
+  OFF_SERIAL,
+  OFF_STATUS,
+  OFF_TYPE,
+  OFF_VERS,
+  encodeMessage,
+  framePayload,
+  readHeader,
+  type MessageHeader,
+} from '../protocol/header.js';
+import {
+  decodeConnectOpenArgs,
+  decodeInt,
+  decodeSetIdentityArgs,
+  encodeAuthList,
+  encodeInt,
+  encodeString,
+} from '../protocol/payloads.js';
+import type { ProgramInfo } from '../protocol/procedure-types.js';
+import { LXC_PROGRAM_INFO, QEMU_PROGRAM_INFO, REMOTE_PROGRAM_INFO } from '../protocol/procedures.gen.js';
+import { remoteError, rpcError, type RemoteError } from '../protocol/remote-error.js';
+import { validateIdentityParams } from './identity-params.js';
+import { Keepalive } from './keepalive.js';
+import { PONG_FRAME, errorReply, okReply } from './messages.js';
+
+export type ClientState = 'need-auth' | 'ready' | 'opening' | 'open' | 'closing' | 'closed';
+
+const TRANSITIONS: Record<ClientState, readonly ClientState[]> = {
+  'need-auth': ['ready', 'closing', 'closed'],
+  ready: ['opening', 'closing', 'closed'],
+  opening: ['open', 'ready', 'closing', 'closed'],
+  open: ['closing', 'closed'],
+  closing: ['closed'],
+  closed: [],
+};
+
+/** Procedures a client may call before it has authenticated (NOTES §3.1). */
+const PRE_AUTH_PROCS = new Set([
+  REMOTE_PROC_AUTH_LIST,
+  REMOTE_PROC_AUTH_SASL_INIT,
+  REMOTE_PROC_AUTH_SASL_START,
+  REMOTE_PROC_AUTH_SASL_STEP,
+  REMOTE_PROC_AUTH_POLKIT,
+]);
+
+/** Remote procedures that, once open, are not simply forwarded. */
+const LOCAL_WHEN_OPEN = new Uint8Array(REMOTE_PROGRAM_INFO.procs.length);
+for (const p of [
+  REMOTE_PROC_CONNECT_OPEN,
+  REMOTE_PROC_CONNECT_CLOSE,
+  REMOTE_PROC_CONNECT_SUPPORTS_FEATURE,
+  REMOTE_PROC_AUTH_LIST,
+  REMOTE_PROC_AUTH_SASL_INIT,
+  REMOTE_PROC_AUTH_SASL_START,
+  REMOTE_PROC_AUTH_SASL_STEP,
+  REMOTE_PROC_AUTH_POLKIT,
+  REMOTE_PROC_CONNECT_GET_URI,
+  REMOTE_PROC_CONNECT_SET_IDENTITY,
+  REMOTE_PROC_CONNECT_REGISTER_CLOSE_CALLBACK,
+  REMOTE_PROC_CONNECT_UNREGISTER_CLOSE_CALLBACK,
+]) {
+  LOCAL_WHEN_OPEN[p] = 1;
+}
+
+/** Remote procedures about secondary objects fail with "connection not open" before open. */
+const SECONDARY_RE = /NETWORK|STORAGE|NODE_DEVICE|NODE_LIST_DEVICES|NODE_NUM_OF_DEVICES|SECRET|NWFILTER|INTERFACE/;
+
+function programFor(prog: number, vers: number): ProgramInfo | null {
+  if (vers !== 1) return null;
+  if (prog === REMOTE_PROGRAM) return REMOTE_PROGRAM_INFO;
+  if (prog === QEMU_PROGRAM) return QEMU_PROGRAM_INFO;
+  if (prog === LXC_PROGRAM) return LXC_PROGRAM_INFO;
+  return null;
+}
+
+/** The per-driver daemon leg, as the client connection sees it. */
+export interface BackendLeg {
+  write(frame: Buffer): boolean;
+  attach(onFrame: (frame: Buffer) => void, onClose: (reason: 'eof' | 'error' | 'keepalive' | 'client') => void): void;
+  close(): void;
+  pause(): void;
+  resume(): void;
+  onDrain(cb: () => void): void;
+}
+
+export interface ServiceInfo {
+  /** 'rw' / 'ro' unix sockets, or 'tcp' / 'tls'. */
+  name: string;
+  readonly: boolean;
+  auth: 'none' | 'polkit' | 'sasl';
+  transport: 'unix' | 'tcp' | 'tls';
+}
+
+export interface ClientLimits {
+  keepaliveInterval: number;
+  keepaliveCount: number;
+  maxClientRequests: number;
+}
+
+export interface ClientHooks {
+  /** Opens the backend leg for a CONNECT_OPEN; rejects with an error carrying `.remote`. */
+  openBackend(client: ClientConnection, name: string | null, readonly: boolean): Promise<{ leg: BackendLeg; uri: string }>;
+  /** Checks polkit for the client; null when authorised. */
+  authorizePolkit(client: ClientConnection): Promise<RemoteError | null>;
+  closed(client: ClientConnection, reason: string): void;
+  log(level: 'debug' | 'info' | 'warn' | 'error', msg: string): void;
+}
+
+const PAUSE_THROTTLE = 1;
+const PAUSE_BACKEND_FULL = 2;
+const PAUSE_OPENING = 4;
+
+export class ClientConnection {
+  state: ClientState;
+  readonly connectedAt = Date.now();
+  readonly: boolean;
+  uri: string | null = null;
+  /** Identity as set by CONNECT_SET_IDENTITY (replaces the socket-derived one). */
+  identityOverride: ReturnType<typeof decodeSetIdentityArgs>['params'] | null = null;
+  /** Peer uid on unix sockets, when known. */
+  peerUid: number | null = null;
+  private backend: BackendLeg | null = null;
+  private readonly decoder: FrameDecoder;
+  /** Forwarded calls awaiting their reply: serial → (program index << 24 | proc). */
+  private readonly inflight = new Map<number, number>();
+  private held: Buffer[] = [];
+  private pauseMask = 0;
+  private closeCallback = false;
+  private closingSerial = -1;
+  readonly keepalive: Keepalive;
+  closeReason = 'closed by peer';
+
+  constructor(
+    readonly id: number,
+    readonly socket: net.Socket,
+    readonly service: ServiceInfo,
+    private readonly limits: ClientLimits,
+    private readonly hooks: ClientHooks,
+  ) {
+    this.readonly = service.readonly;
+    this.state = service.auth === 'none' ? 'ready' : 'need-auth';
+    this.decoder = new FrameDecoder(
+      (f) => this.clientOnFrame(f),
+      (e) => this.protocolError(e),
+    );
+    this.keepalive = new Keepalive({
+      interval: limits.keepaliveInterval,
+      count: limits.keepaliveCount,
+      sendPing: () => this.send(PING_FRAME),
+      onDead: () => {
+        this.closeReason = 'keepalive timeout';
+        this.destroy();
+      },
+    });
+    socket.on('data', (chunk: Buffer) => this.socketOnData(chunk));
+    socket.on('error', (e) => {
+      this.closeReason = `socket error: ${e.message}`;
+    });
+    socket.on('close', () => this.socketOnClose());
+    socket.on('drain', () => this.backendResume());
+  }
+
+  get authenticated(): boolean {
+    return this.state !== 'need-auth';
+  }
+
+  get inflightCount(): number {
+    return this.inflight.size;
+  }
+
+  transition(next: ClientState): void {
+    if (this.state === next) return;
+    if (!TRANSITIONS[this.state].includes(next)) {
+      throw new CodedError('ESTATE', `client ${this.id}: invalid transition ${this.state} -> ${next}`);
+    }
+    this.state = next;
+  }
+
+  private socketOnData(chunk: Buffer): void {
+    const b = this.backend;
+    if (b === null) {
+      this.decoder.push(chunk);
+      return;
+    }
+    this.decoder.push(chunk);
+  }
+
+  private clientOnFrame(frame: Buffer): void {
+    this.keepalive.received();
+    const prog = frame.readUInt32BE(OFF_PROG);
+    const type = frame.readInt32BE(OFF_TYPE);
+    if (prog === KEEPALIVE_PROGRAM && type === VIR_NET_MESSAGE && frame.readUInt32BE(OFF_VERS) === KEEPALIVE_PROTOCOL_VERSION) {
+      if (frame.readInt32BE(OFF_PROC) === KEEPALIVE_PROC_PING) this.send(PONG_FRAME);
+      return;
+    }
+    if (this.state === 'open') {
+      this.dispatchOpen(frame, prog, type);
+      return;
+    }
+    if (this.state === 'opening') {
+      this.held.push(frame);
+      return;
+    }
+    if (this.state === 'need-auth' || this.state === 'ready') this.dispatchPreOpen(frame, prog, type);
+  }
+
+  /** Hot path: header checks, then bytes to the backend. */
+  private dispatchOpen(frame: Buffer, prog: number, type: number): void {
+    if (type === VIR_NET_CALL) {
+      const info = programFor(prog, frame.readUInt32BE(OFF_VERS));
+      if (info === null) return this.replyError(frame, this.unknownProgram(frame));
+      const proc = frame.readInt32BE(OFF_PROC);
+      const pinfo = proc >= 0 ? info.procs[proc] : undefined;
+      if (frame.readInt32BE(OFF_STATUS) !== VIR_NET_OK) {
+        return this.replyError(frame, rpcError(`Unexpected message status ${frame.readInt32BE(OFF_STATUS)}`));
+      }
+      if (pinfo === undefined || pinfo.event) return this.replyError(frame, rpcError(`unknown procedure: ${proc}`));
+      if (prog === REMOTE_PROGRAM && LOCAL_WHEN_OPEN[proc] === 1) return this.dispatchLocalOpen(frame, proc);
+      this.forwardCall(frame, prog, proc);
+      return;
+    }
+    if (type === VIR_NET_STREAM || type === VIR_NET_STREAM_HOLE) {
+      if (programFor(prog, frame.readUInt32BE(OFF_VERS)) !== null) this.forward(frame);
+      return;
+    }
+    if (type === VIR_NET_CALL_WITH_FDS) return this.refuseFds(frame);
+    // REPLY, MESSAGE, REPLY_WITH_FDS from a client: libvirt drops them.
+    this.hooks.log('debug', `client ${this.id}: dropped unexpected message type ${type}`);
+  }
+
+  private forwardCall(frame: Buffer, prog: number, proc: number): void {
+    const serial = frame.readUInt32BE(OFF_SERIAL);
+    this.inflight.set(serial, (prog === REMOTE_PROGRAM ? 0 : prog === QEMU_PROGRAM ? 1 : 2) * 0x1000000 + proc);
+    if (this.inflight.size >= this.limits.maxClientRequests) this.pause(PAUSE_THROTTLE);
+    this.forward(frame);
+  }
+
+  private forward(frame: Buffer): void {
+    const b = this.backend;
+    if (b !== null && !b.write(frame)) this.pause(PAUSE_BACKEND_FULL);
+  }
+
+  private backendOnFrame(frame: Buffer): void {
+    const type = frame.readInt32BE(OFF_TYPE);
+    if (type === VIR_NET_REPLY || type === VIR_NET_REPLY_WITH_FDS) {
+      const serial = frame.readUInt32BE(OFF_SERIAL);
+      if (this.inflight.delete(serial) && this.inflight.size < this.limits.maxClientRequests) {
+        this.unpause(PAUSE_THROTTLE);
+      }
+      if (serial === this.closingSerial && frame.readInt32BE(OFF_PROC) === REMOTE_PROC_CONNECT_CLOSE) {
+        this.socket.write(frame);
+        this.finishClose();
+        return;
+      }
+    }
+    if (!this.socket.write(frame)) this.backend?.pause();
+  }
+
+  private backendResume(): void {
+    this.backend?.resume();
+  }
+
+  private backendOnClose(reason: 'eof' | 'error' | 'keepalive' | 'client'): void {
+    this.backend = null;
+    if (this.state === 'closed' || this.state === 'closing') return;
+    this.closeReason = `backend connection lost (${reason})`;
+    this.hooks.log('warn', `client ${this.id}: backend for ${this.uri ?? '?'} closed (${reason}); closing client`);
+    const err = remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, 'client socket is closed');
+    for (const [serial, packed] of this.inflight) {
+      const pidx = Math.floor(packed / 0x1000000);
+      const prog = pidx === 0 ? REMOTE_PROGRAM : pidx === 1 ? QEMU_PROGRAM : LXC_PROGRAM;
+      this.send(
+        errorReply(
+          { prog, vers: 1, proc: packed % 0x1000000, type: VIR_NET_CALL, serial, status: VIR_NET_OK },
+          err,
+        ),
+      );
+    }
+    this.inflight.clear();
+    if (this.closeCallback) {
+      const why =
+        reason === 'keepalive'
+          ? VIR_CONNECT_CLOSE_REASON_KEEPALIVE
+          : reason === 'error'
+            ? VIR_CONNECT_CLOSE_REASON_ERROR
+            : VIR_CONNECT_CLOSE_REASON_EOF;
+      this.send(
+        encodeMessage(
+          {
+            prog: REMOTE_PROGRAM,
+            vers: REMOTE_PROTOCOL_VERSION,
+            proc: REMOTE_PROC_CONNECT_EVENT_CONNECTION_CLOSED,
+            type: VIR_NET_MESSAGE,
+            serial: 1,
+            status: VIR_NET_OK,
+          },
+          encodeInt(why),
+        ),
+      );
+    }
+    this.transition('closing');
+    this.socket.end();
+  }
+
+  private dispatchLocalOpen(frame: Buffer, proc: number): void {
+    const h = readHeader(frame);
+    switch (proc) {
+      case REMOTE_PROC_CONNECT_OPEN:
+        return this.replyError(frame, remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, 'connection already open'));
+      case REMOTE_PROC_CONNECT_CLOSE:
+        // Forward so the reply is ordered after every earlier reply; close when it comes back.
+        this.closingSerial = h.serial;
+        this.forwardCall(frame, REMOTE_PROGRAM, proc);
+        this.pause(PAUSE_THROTTLE);
+        return;
+      case REMOTE_PROC_CONNECT_SUPPORTS_FEATURE:
+        return this.supportsFeature(frame, h, true);
+      case REMOTE_PROC_CONNECT_GET_URI:
+        this.send(okReply(h, encodeString(this.uri ?? '')));
+        return;
+      case REMOTE_PROC_CONNECT_SET_IDENTITY:
+        return this.setIdentity(frame, h);
+      case REMOTE_PROC_CONNECT_REGISTER_CLOSE_CALLBACK:
+        this.closeCallback = true;
+        return this.forwardCall(frame, REMOTE_PROGRAM, proc);
+      case REMOTE_PROC_CONNECT_UNREGISTER_CLOSE_CALLBACK:
+        this.closeCallback = false;
+        return this.forwardCall(frame, REMOTE_PROGRAM, proc);
+      default:
+        return this.authProc(frame, h, proc);
+    }
+  }
+
+  private dispatchPreOpen(frame: Buffer, prog: number, type: number): void {
+    if (type !== VIR_NET_CALL && type !== VIR_NET_CALL_WITH_FDS) {
+      this.hooks.log('debug', `client ${this.id}: dropped message type ${type} before open`);
+      return;
+    }
+    const h = readHeader(frame);
+    const info = programFor(prog, h.vers);
+    if (info === null) return this.replyError(frame, this.unknownProgram(frame));
+    if (h.status !== VIR_NET_OK) return this.replyError(frame, rpcError(`Unexpected message status ${h.status}`));
+    const pinfo = h.proc >= 0 ? info.procs[h.proc] : undefined;
+    if (pinfo === undefined || pinfo.event) return this.replyError(frame, rpcError(`unknown procedure: ${h.proc}`));
+    const remote = prog === REMOTE_PROGRAM;
+    if (this.state === 'need-auth' && !(remote && PRE_AUTH_PROCS.has(h.proc))) {
+      return this.replyError(frame, rpcError('authentication required'));
+    }
+    if (type === VIR_NET_CALL_WITH_FDS) return this.refuseFds(frame);
+    if (remote) {
+      switch (h.proc) {
+        case REMOTE_PROC_CONNECT_OPEN:
+          return this.connectOpen(frame, h);
+        case REMOTE_PROC_CONNECT_CLOSE:
+          this.send(okReply(h));
+          return this.finishClose();
+        case REMOTE_PROC_CONNECT_SUPPORTS_FEATURE:
+          return this.supportsFeature(frame, h, false);
+        default:
+          if (PRE_AUTH_PROCS.has(h.proc)) return this.authProc(frame, h, h.proc);
+      }
+    }
+    const what = remote && SECONDARY_RE.test(pinfo.name) && !pinfo.name.startsWith('REMOTE_PROC_DOMAIN')
+      ? 'connection not open'
+      : 'hypervisor connection not open';
+    this.replyError(frame, remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, what));
+  }
+
+  private authProc(_frame: Buffer, h: MessageHeader, proc: number): void {
+    const authFailed = remoteError(VIR_ERR_AUTH_FAILED, VIR_FROM_RPC, 'authentication failed');
+    if (proc === REMOTE_PROC_AUTH_LIST) {
+      if (this.state !== 'need-auth') {
+        this.send(okReply(h, encodeAuthList([REMOTE_AUTH_NONE])));
+        return;
+      }
+      if (this.service.auth === 'polkit' && this.peerUid === 0) {
+        // Root needs no polkit check, as in libvirt.
+        this.transition('ready');
+        this.send(okReply(h, encodeAuthList([REMOTE_AUTH_NONE])));
+        return;
+      }
+      const t = this.service.auth === 'polkit' ? REMOTE_AUTH_POLKIT : this.service.auth === 'sasl' ? REMOTE_AUTH_SASL : REMOTE_AUTH_NONE;
+      this.send(okReply(h, encodeAuthList([t])));
+      return;
+    }
+    if (proc === REMOTE_PROC_AUTH_POLKIT && this.state === 'need-auth' && this.service.auth === 'polkit') {
+      this.pause(PAUSE_OPENING);
+      this.hooks.authorizePolkit(this).then(
+        (err) => {
+          if (this.state === 'closed' || this.state === 'closing') return;
+          this.unpause(PAUSE_OPENING);
+          if (err !== null) {
+            this.send(errorReply(h, err));
+            return;
+          }
+          this.transition('ready');
+          this.send(okReply(h, encodeInt(1)));
+        },
+        () => {
+          this.unpause(PAUSE_OPENING);
+          this.send(errorReply(h, authFailed));
+        },
+      );
+      return;
+    }
+    this.send(errorReply(h, authFailed));
+  }
+
+  private supportsFeature(frame: Buffer, h: MessageHeader, open: boolean): void {
+    let feature: number;
+    try {
+      feature = decodeInt(framePayload(frame));
+    } catch {
+      return this.replyError(frame, rpcError('Unable to decode message payload'));
+    }
+    if (feature === VIR_DRV_FEATURE_PROGRAM_KEEPALIVE) {
+      this.keepalive.start();
+      this.send(okReply(h, encodeInt(1)));
+      return;
+    }
+    if (!open) {
+      return this.replyError(frame, remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, 'hypervisor connection not open'));
+    }
+    if (feature === VIR_DRV_FEATURE_REMOTE_EVENT_CALLBACK || feature === VIR_DRV_FEATURE_REMOTE_CLOSE_CALLBACK) {
+      this.send(okReply(h, encodeInt(1)));
+      return;
+    }
+    if (feature === VIR_DRV_FEATURE_FD_PASSING) {
+      // Not offered until descriptor passing is implemented: clients then fail cleanly.
+      this.send(okReply(h, encodeInt(0)));
+      return;
+    }
+    this.forwardCall(frame, REMOTE_PROGRAM, h.proc);
+  }
+
+  private setIdentity(frame: Buffer, h: MessageHeader): void {
+    let args;
+    try {
+      args = decodeSetIdentityArgs(framePayload(frame));
+    } catch {
+      return this.replyError(frame, rpcError('Unable to decode message payload'));
+    }
+    const err = validateIdentityParams(args.params);
+    if (err !== null) return this.replyError(frame, err);
+    this.identityOverride = args.params;
+    this.send(okReply(h));
+  }
+
+  private connectOpen(frame: Buffer, h: MessageHeader): void {
+    let args;
+    try {
+      args = decodeConnectOpenArgs(framePayload(frame));
+    } catch {
+      return this.replyError(frame, rpcError('Unable to decode message payload'));
+    }
+    const readonly = this.service.readonly || (args.flags & VIR_CONNECT_RO) !== 0;
+    this.transition('opening');
+    this.pause(PAUSE_OPENING);
+    this.hooks.openBackend(this, args.name, readonly).then(
+      ({ leg, uri }) => {
+        if (this.state !== 'opening') {
+          leg.close();
+          return;
+        }
+        this.backend = leg;
+        this.uri = uri;
+        this.readonly = readonly;
+        leg.attach(
+          (f) => this.backendOnFrame(f),
+          (reason) => this.backendOnClose(reason),
+        );
+        leg.onDrain(() => this.unpause(PAUSE_BACKEND_FULL));
+        this.transition('open');
+        this.send(okReply(h));
+        this.releaseHeld();
+      },
+      (e: unknown) => {
+        if (this.state !== 'opening') return;
+        const remote = (e as { remote?: RemoteError }).remote;
+        this.hooks.log('info', `client ${this.id}: open of ${args.name ?? '<null>'} failed: ${remote?.message ?? String(e)}`);
+        this.transition('ready');
+        this.send(errorReply(h, remote ?? remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, String(e))));
+        this.releaseHeld();
+      },
+    );
+  }
+
+  private releaseHeld(): void {
+    this.unpause(PAUSE_OPENING);
+    const held = this.held;
+    this.held = [];
+    for (const f of held) {
+      if (this.state === 'closed' || this.state === 'closing') return;
+      this.clientOnFrame(f);
+    }
+  }
+
+  private refuseFds(frame: Buffer): void {
+    // The fd count follows the header; each fd arrives later as one dummy byte we must skip.
+    const n = frame.length >= 32 ? frame.readUInt32BE(28) : 0;
+    if (n > 32) return this.protocolError(new CodedError('EFDS', `too many file descriptors: ${n}`));
+    this.decoder.skip(n);
+    this.replyError(frame, rpcError('passing file descriptors is not supported by this proxy yet'));
+  }
+
+  private unknownProgram(frame: Buffer): RemoteError {
+    return rpcError(`Cannot find program ${frame.readUInt32BE(OFF_PROG)} version ${frame.readUInt32BE(OFF_VERS)}`);
+  }
+
+  private replyError(frame: Buffer, err: RemoteError): void {
+    this.send(errorReply(readHeader(frame), err));
+  }
+
+  send(frame: Buffer): void {
+    if (this.state !== 'closed' && !this.socket.destroyed) this.socket.write(frame);
+  }
+
+  private pause(bit: number): void {
+    if (this.pauseMask === 0) this.socket.pause();
+    this.pauseMask |= bit;
+  }
+
+  private unpause(bit: number): void {
+    if ((this.pauseMask & bit) === 0) return;
+    this.pauseMask &= ~bit;
+    if (this.pauseMask === 0 && this.state !== 'closed') this.socket.resume();
+  }
+
+  private protocolError(e: CodedError): void {
+    this.closeReason = `protocol error: ${e.message}`;
+    this.hooks.log('warn', `client ${this.id}: ${e.message}; closing connection`);
+    this.decoder.stop();
+    this.destroy();
+  }
+
+  private finishClose(): void {
+    if (this.state === 'closed') return;
+    this.closeReason = 'closed by client (CONNECT_CLOSE)';
+    if (this.state !== 'closing') this.transition('closing');
+    this.socket.end();
+  }
+
+  /** Immediate close (admin disconnect, keepalive death, protocol error). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private socketOnClose(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.keepalive.stop();
+    this.decoder.stop();
+    const b = this.backend;
+    this.backend = null;
+    b?.close();
+    this.hooks.closed(this, this.closeReason);
+  }
+}
+
+const PING_FRAME = encodeMessage({
+  prog: KEEPALIVE_PROGRAM,
+  vers: KEEPALIVE_PROTOCOL_VERSION,
+  proc: KEEPALIVE_PROC_PING,
+  type: VIR_NET_MESSAGE,
+  serial: 0,
+  status: VIR_NET_OK,
+});

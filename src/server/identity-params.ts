@@ -1,0 +1,50 @@
+// Server layer: validation of CONNECT_SET_IDENTITY parameters, with the same rules and error
+// texts as libvirt's typed-parameter checks (NOTES §5.3).
+
+import {
+  VIR_ERR_ARGUMENT_UNSUPPORTED,
+  VIR_ERR_INVALID_ARG,
+  VIR_FROM_NONE,
+  VIR_TYPED_PARAM_LLONG,
+  VIR_TYPED_PARAM_STRING,
+  VIR_TYPED_PARAM_ULLONG,
+} from '../protocol/constants.js';
+import type { TypedParam } from '../protocol/payloads.js';
+import { remoteError, type RemoteError } from '../protocol/remote-error.js';
+
+const TYPE_NAMES = ['', 'int', 'uint', 'llong', 'ullong', 'double', 'boolean', 'string'];
+
+export const IDENTITY_PARAM_TYPES: ReadonlyMap<string, number> = new Map([
+  ['user-name', VIR_TYPED_PARAM_STRING],
+  ['unix-user-id', VIR_TYPED_PARAM_ULLONG],
+  ['group-name', VIR_TYPED_PARAM_STRING],
+  ['unix-group-id', VIR_TYPED_PARAM_ULLONG],
+  ['process-id', VIR_TYPED_PARAM_LLONG],
+  ['process-time', VIR_TYPED_PARAM_ULLONG],
+  ['sasl-user-name', VIR_TYPED_PARAM_STRING],
+  ['x509-distinguished-name', VIR_TYPED_PARAM_STRING],
+  ['selinux-context', VIR_TYPED_PARAM_STRING],
+  ['system.token', VIR_TYPED_PARAM_STRING],
+]);
+
+export function validateIdentityParams(params: readonly TypedParam[]): RemoteError | null {
+  const seen = new Set<string>();
+  for (const p of params) {
+    const want = IDENTITY_PARAM_TYPES.get(p.field);
+    if (want === undefined) {
+      return remoteError(VIR_ERR_ARGUMENT_UNSUPPORTED, VIR_FROM_NONE, `parameter '${p.field}' not supported`);
+    }
+    if (p.type !== want) {
+      return remoteError(
+        VIR_ERR_INVALID_ARG,
+        VIR_FROM_NONE,
+        `invalid type '${TYPE_NAMES[p.type] ?? p.type}' for parameter '${p.field}', expected '${TYPE_NAMES[want]}'`,
+      );
+    }
+    if (seen.has(p.field)) {
+      return remoteError(VIR_ERR_INVALID_ARG, VIR_FROM_NONE, `parameter '${p.field}' occurs multiple times`);
+    }
+    seen.add(p.field);
+  }
+  return null;
+}

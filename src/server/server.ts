@@ -1,0 +1,79 @@
+// Server layer: the "virtproxyd" RPC server: its services (listening sockets), its clients with
+// their ids, and the client limit. Over the limit, new connections are accepted but left unread
+// until a slot frees, so to the client they look queued in the backlog, as with libvirt.
+
+import type net from 'node:net';
+import { ClientConnection, type ClientHooks, type ClientLimits, type ServiceInfo } from './client-connection.js';
+
+export interface ServerOptions {
+  name: string;
+  maxClients: number;
+  limits: ClientLimits;
+  /** Hooks for each client; `closed` is wrapped so the server sees it first. */
+  hooks: ClientHooks;
+  /** Called for each new client before it reads anything (peer identity etc.). */
+  onClientCreated?: (c: ClientConnection) => void;
+  /** Fires whenever the number of clients changes. */
+  onClientCountChange?: (n: number) => void;
+}
+
+export class RpcServer {
+  readonly clients = new Map<number, ClientConnection>();
+  private nextId = 1;
+  private readonly waiting: Array<{ socket: net.Socket; service: ServiceInfo }> = [];
+  maxClients: number;
+
+  constructor(private readonly opts: ServerOptions) {
+    this.maxClients = opts.maxClients;
+  }
+
+  get name(): string {
+    return this.opts.name;
+  }
+
+  /** Entry point for every accepted socket of every service of this server. */
+  accept(socket: net.Socket, service: ServiceInfo): void {
+    if (this.maxClients > 0 && this.clients.size >= this.maxClients) {
+      socket.pause();
+      this.waiting.push({ socket, service });
+      socket.once('close', () => {
+        const i = this.waiting.findIndex((w) => w.socket === socket);
+        if (i >= 0) this.waiting.splice(i, 1);
+      });
+      return;
+    }
+    this.admit(socket, service);
+  }
+
+  private admit(socket: net.Socket, service: ServiceInfo): void {
+    const id = this.nextId++;
+    const hooks: ClientHooks = {
+      ...this.opts.hooks,
+      closed: (c, reason) => {
+        this.clients.delete(c.id);
+        this.opts.hooks.closed(c, reason);
+        this.opts.onClientCountChange?.(this.clients.size);
+        this.admitWaiting();
+      },
+    };
+    const client = new ClientConnection(id, socket, service, this.opts.limits, hooks);
+    this.clients.set(id, client);
+    this.opts.onClientCreated?.(client);
+    this.opts.onClientCountChange?.(this.clients.size);
+  }
+
+  private admitWaiting(): void {
+    while (this.waiting.length > 0 && (this.maxClients === 0 || this.clients.size < this.maxClients)) {
+      const w = this.waiting.shift();
+      if (w === undefined || w.socket.destroyed) continue;
+      this.admit(w.socket, w.service);
+      w.socket.resume();
+    }
+  }
+
+  closeAll(): void {
+    for (const w of this.waiting) w.socket.destroy();
+    this.waiting.length = 0;
+    for (const c of this.clients.values()) c.destroy();
+  }
+}
