@@ -61,7 +61,8 @@ export function remoteError(code: number, domain: number, detail: string, int1 =
   return {
     code,
     domain,
-    message: template.replace('%s', detail),
+    // A replacer function, so '$&', '$$' etc. in client-supplied detail text stay literal.
+    message: template.replace('%s', () => detail),
     level: VIR_ERR_ERROR,
     str1: template.replace('%s', '%1$s').replace(/^%1\$s$/, '%s'),
     str2: detail,

@@ -71,7 +71,8 @@ export class XdrReader {
   opaque(max: number): Buffer {
     const len = this.uint();
     if (len > max) throw new CodedError('EXDR_TOO_LONG', `XDR opaque of ${len} bytes exceeds ${max}`);
-    const padded = (len + 3) & ~3;
+    // Plain arithmetic: `(len + 3) & ~3` wraps to 0 for lengths near 2^32.
+    const padded = len + ((4 - (len % 4)) % 4);
     this.need(padded);
     const out = this.buf.subarray(this.pos, this.pos + len);
     for (let i = this.pos + len; i < this.pos + padded; i++) {
