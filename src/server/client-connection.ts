@@ -231,11 +231,6 @@ export class ClientConnection {
   }
 
   private socketOnData(chunk: Buffer): void {
-    const b = this.backend;
-    if (b === null) {
-      this.decoder.push(chunk);
-      return;
-    }
     this.decoder.push(chunk);
   }
 
@@ -295,6 +290,7 @@ export class ClientConnection {
   }
 
   private backendOnFrame(frame: Buffer): void {
+    if (this.state !== 'open') return;
     const type = frame.readInt32BE(OFF_TYPE);
     if (type === VIR_NET_REPLY || type === VIR_NET_REPLY_WITH_FDS) {
       const serial = frame.readUInt32BE(OFF_SERIAL);
@@ -566,7 +562,7 @@ export class ClientConnection {
   }
 
   send(frame: Buffer): void {
-    if (this.state !== 'closed' && !this.socket.destroyed) this.socket.write(frame);
+    if (this.socket.writable) this.socket.write(frame);
   }
 
   private pause(bit: number): void {
