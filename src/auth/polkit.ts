@@ -43,7 +43,9 @@ export function authorizePolkit(client: ClientConnection): Promise<RemoteError |
           );
         }
         if (code === 3) {
-          return resolve(remoteError(VIR_ERR_AUTH_CANCELLED, VIR_FROM_POLKIT, 'user cancelled authentication process'));
+          return resolve(
+            remoteError(VIR_ERR_AUTH_CANCELLED, VIR_FROM_POLKIT, 'user cancelled authentication process'),
+          );
         }
         resolve(denied);
       },

@@ -3,42 +3,20 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import path from 'node:path';
-import { loadDaemonConfig, socketMode, type DaemonConfig } from '../config/daemon-config.js';
+import { loadDaemonConfig, type DaemonConfig } from '../config/daemon-config.js';
 import { ConfigError } from '../config/conf-parser.js';
-import { native } from '../native/native.js';
-import { identityTypedParams, readPeerIdentity } from '../native/peer-identity.js';
-import { ProxyOpener } from '../proxy/proxy-opener.js';
-import { authorizePolkit } from '../auth/polkit.js';
-import type { ClientConnection, ServiceInfo } from '../server/client-connection.js';
-import { RpcServer } from '../server/server.js';
-import { listenUnix } from '../transport/unix-listener.js';
 import { CliError, VERSION_LINE, parseCli, usage, type CliOptions } from './cli.js';
+import { Daemon } from './daemon.js';
+import { setupMainServices } from './services.js';
 import { Logger } from './logger.js';
 import { daemonPaths } from './paths.js';
 import { PidFile } from './pid-file.js';
-import { xdgRuntimeDir } from '../config/daemon-config.js';
-import { socketFd } from '../native/native.js';
 
 /** Exit codes after option parsing (libvirt's virDaemonErr). */
 const EXIT_PIDFILE = 1;
 const EXIT_RUNDIR = 2;
 const EXIT_NETWORK = 6;
 const DAEMON_CHILD_ENV = 'VIRTPROXYD_DAEMON_STATUS_FD';
-
-function lookupGroup(name: string): number {
-  if (/^\d+$/.test(name)) return Number(name);
-  for (const line of fs.readFileSync('/etc/group', 'utf8').split('\n')) {
-    const f = line.split(':');
-    if (f[0] === name && f[2] !== undefined) return Number(f[2]);
-  }
-  throw new Error(`Failed to parse group '${name}'`);
-}
-
-interface Running {
-  stop(reason: string): Promise<void>;
-}
 
 export async function main(argv: readonly string[]): Promise<void> {
   const argv0 = 'virtproxyd';
@@ -115,25 +93,24 @@ export async function main(argv: readonly string[]): Promise<void> {
     }
   }
 
-  let running: Running;
+  const daemon = new Daemon(config, paths, privileged, logger, cli.timeout, (code) => {
+    pidFile?.release();
+    process.exit(code);
+  });
   try {
-    running = await startServing(config, paths, privileged, logger, cli, () => {
-      void running.stop('idle timeout');
-    });
+    await setupMainServices(daemon);
   } catch (e) {
     pidFile?.release();
     fatal(EXIT_NETWORK, (e as Error).message);
     return;
   }
-  logger.log('info', `virtproxyd ${VERSION_LINE} ready`);
+  daemon.clientCountChanged();
+  logger.log('info', `${VERSION_LINE} ready`);
   report(null);
 
-  let stopping = false;
   const stop = (sig: string): void => {
-    if (stopping) return;
-    stopping = true;
     logger.log('info', `received ${sig}, shutting down`);
-    void running.stop(sig).then(() => {
+    void daemon.stop().then(() => {
       pidFile?.release();
       process.exit(0);
     });
@@ -141,130 +118,10 @@ export async function main(argv: readonly string[]): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGQUIT', () => stop('SIGQUIT'));
-  process.on('SIGHUP', () => logger.log('info', 'SIGHUP: nothing to reload yet (configuration is read at startup)'));
+  process.on('SIGHUP', () =>
+    logger.log('info', 'SIGHUP: nothing to reload yet (configuration is read at startup)'),
+  );
   process.on('SIGPIPE', () => undefined);
-  running.stop = ((inner) => async (reason: string) => {
-    await inner(reason);
-    if (reason === 'idle timeout') {
-      pidFile?.release();
-      process.exit(0);
-    }
-  })(running.stop);
-}
-
-async function startServing(
-  config: Readonly<DaemonConfig>,
-  paths: ReturnType<typeof daemonPaths>,
-  privileged: boolean,
-  logger: Logger,
-  cli: CliOptions,
-  onIdle: () => void,
-): Promise<Running> {
-  const driverSockets = new Map<string, string>();
-  for (const o of config.backend_sockets) driverSockets.set(o.driver, o.rwSocket);
-  const peerIdentity = (c: ClientConnection) => {
-    if (c.service.transport !== 'unix') return null;
-    try {
-      const id = readPeerIdentity(c.socket);
-      return id === null ? null : identityTypedParams(id);
-    } catch (e) {
-      logger.log('warn', `client ${c.id}: cannot read peer identity: ${(e as Error).message}`);
-      return null;
-    }
-  };
-  const opener = new ProxyOpener({
-    router: {
-      privileged,
-      backendSockDir: config.backend_sock_dir,
-      sessionSockDir: path.join(xdgRuntimeDir(process.env), 'libvirt'),
-      driverSockets,
-    },
-    keepaliveInterval: config.keepalive_interval,
-    keepaliveCount: config.keepalive_count,
-    identityOf: peerIdentity,
-  });
-
-  let idleTimer: NodeJS.Timeout | null = null;
-  const armIdle = (n: number): void => {
-    if (cli.timeout <= 0) return;
-    if (idleTimer !== null) clearTimeout(idleTimer);
-    idleTimer = null;
-    if (n === 0) idleTimer = setTimeout(onIdle, cli.timeout * 1000);
-  };
-
-  const server = new RpcServer({
-    name: 'virtproxyd',
-    maxClients: config.max_clients,
-    limits: {
-      keepaliveInterval: config.keepalive_interval,
-      keepaliveCount: config.keepalive_count,
-      maxClientRequests: Math.max(1, config.max_client_requests),
-    },
-    hooks: {
-      openBackend: (c, name, ro) => opener.open(c, name, ro),
-      authorizePolkit: (c) => authorizePolkit(c),
-      closed: (c, reason) => logger.log('info', `client ${c.id} disconnected: ${reason}`),
-      log: (level, msg) => logger.log(level, msg),
-    },
-    onClientCreated: (c) => {
-      if (c.service.transport === 'unix') {
-        const fd = socketFd(c.socket);
-        try {
-          if (fd !== null) c.peerUid = native().getPeerCred(fd).uid;
-        } catch {
-          c.peerUid = null;
-        }
-      }
-      logger.log('debug', `client ${c.id} connected on ${c.service.name}`);
-    },
-    onClientCountChange: armIdle,
-  });
-
-  const listeners: Array<{ server: net.Server; path: string }> = [];
-  const gid = config.unix_sock_group !== null ? lookupGroup(config.unix_sock_group) : null;
-  const backlog = config.max_queued_clients || 30;
-  const addUnix = async (p: string, mode: number, service: ServiceInfo): Promise<void> => {
-    const srv = net.createServer({ pauseOnConnect: false }, (sock) => server.accept(sock, service));
-    await listenUnix(srv, { path: p, mode, gid, backlog });
-    listeners.push({ server: srv, path: p });
-    logger.log('debug', `listening on ${p} (${service.name})`);
-  };
-  try {
-    await addUnix(paths.rwSocket, socketMode(config.unix_sock_rw_perms), {
-      name: 'rw',
-      readonly: false,
-      auth: config.auth_unix_rw,
-      transport: 'unix',
-    });
-    if (paths.roSocket !== null) {
-      await addUnix(paths.roSocket, socketMode(config.unix_sock_ro_perms), {
-        name: 'ro',
-        readonly: true,
-        auth: config.auth_unix_ro,
-        transport: 'unix',
-      });
-    }
-  } catch (e) {
-    for (const l of listeners) {
-      l.server.close();
-      fs.rmSync(l.path, { force: true });
-    }
-    throw e;
-  }
-  armIdle(0);
-
-  return {
-    async stop(): Promise<void> {
-      if (idleTimer !== null) clearTimeout(idleTimer);
-      for (const l of listeners) {
-        l.server.close();
-        fs.rmSync(l.path, { force: true });
-      }
-      server.closeAll();
-      // Give backend legs a moment to send CONNECT_CLOSE.
-      await new Promise((r) => setTimeout(r, 50));
-    },
-  };
 }
 
 /** -d: start a detached copy and exit once it reports that it serves (or why it cannot). */

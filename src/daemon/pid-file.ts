@@ -18,11 +18,16 @@ export class PidFile {
       locked = native().lockFile(fd);
     } catch (e) {
       fs.closeSync(fd);
-      throw new CodedError('EPIDFILE', `Failed to acquire pid file '${path}': ${(e as Error).message}`, { cause: e });
+      throw new CodedError('EPIDFILE', `Failed to acquire pid file '${path}': ${(e as Error).message}`, {
+        cause: e,
+      });
     }
     if (!locked) {
       fs.closeSync(fd);
-      throw new CodedError('EPIDFILE', `Failed to acquire pid file '${path}': Resource temporarily unavailable`);
+      throw new CodedError(
+        'EPIDFILE',
+        `Failed to acquire pid file '${path}': Resource temporarily unavailable`,
+      );
     }
     fs.ftruncateSync(fd, 0);
     fs.writeSync(fd, String(pid), 0);

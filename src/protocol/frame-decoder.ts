@@ -99,11 +99,21 @@ export class FrameDecoder {
 
   private checkLength(len: number): boolean {
     if (len < VIR_NET_MESSAGE_HEADER_XDR_LEN) {
-      this.fail(new CodedError('EFRAME_SHORT', `packet ${len} bytes received from client too small, want at least ${VIR_NET_MESSAGE_HEADER_XDR_LEN}`));
+      this.fail(
+        new CodedError(
+          'EFRAME_SHORT',
+          `packet ${len} bytes received from client too small, want at least ${VIR_NET_MESSAGE_HEADER_XDR_LEN}`,
+        ),
+      );
       return false;
     }
     if (len > this.maxLen) {
-      this.fail(new CodedError('EFRAME_LONG', `packet ${len} bytes received from client too large, want at most ${this.maxLen}`));
+      this.fail(
+        new CodedError(
+          'EFRAME_LONG',
+          `packet ${len} bytes received from client too large, want at most ${this.maxLen}`,
+        ),
+      );
       return false;
     }
     return true;

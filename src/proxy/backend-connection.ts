@@ -25,13 +25,20 @@ import {
   VIR_ERR_SYSTEM_ERROR,
   VIR_FROM_RPC,
   VIR_NET_CALL,
-
   VIR_NET_MESSAGE,
   VIR_NET_OK,
   VIR_NET_REPLY,
 } from '../protocol/constants.js';
 import { FrameDecoder } from '../protocol/frame-decoder.js';
-import { OFF_PROC, OFF_PROG, OFF_SERIAL, OFF_STATUS, OFF_TYPE, encodeMessage, framePayload } from '../protocol/header.js';
+import {
+  OFF_PROC,
+  OFF_PROG,
+  OFF_SERIAL,
+  OFF_STATUS,
+  OFF_TYPE,
+  encodeMessage,
+  framePayload,
+} from '../protocol/header.js';
 import {
   decodeAuthList,
   encodeConnectOpenArgs,
@@ -160,9 +167,15 @@ export class BackendConnection {
       }
     }
     await this.callOk(REMOTE_PROC_CONNECT_SUPPORTS_FEATURE, encodeInt(VIR_DRV_FEATURE_PROGRAM_KEEPALIVE));
-    await this.callOk(REMOTE_PROC_CONNECT_OPEN, encodeConnectOpenArgs({ name: opts.name, flags: opts.flags }));
+    await this.callOk(
+      REMOTE_PROC_CONNECT_OPEN,
+      encodeConnectOpenArgs({ name: opts.name, flags: opts.flags }),
+    );
     if (opts.identity !== null) {
-      await this.callOk(REMOTE_PROC_CONNECT_SET_IDENTITY, encodeSetIdentityArgs({ params: opts.identity, flags: 0 }));
+      await this.callOk(
+        REMOTE_PROC_CONNECT_SET_IDENTITY,
+        encodeSetIdentityArgs({ params: opts.identity, flags: 0 }),
+      );
     }
   }
 
@@ -208,7 +221,10 @@ export class BackendConnection {
   private backendOnFrame(frame: Buffer): void {
     this.keepalive.received();
     if (frame.readUInt32BE(OFF_PROG) === KEEPALIVE_PROGRAM) {
-      if (frame.readInt32BE(OFF_TYPE) === VIR_NET_MESSAGE && frame.readInt32BE(OFF_PROC) === KEEPALIVE_PROC_PING) {
+      if (
+        frame.readInt32BE(OFF_TYPE) === VIR_NET_MESSAGE &&
+        frame.readInt32BE(OFF_PROC) === KEEPALIVE_PROC_PING
+      ) {
         this.socket.write(PONG);
       }
       return;
@@ -302,7 +318,12 @@ export function connectError(socketPath: string, err: NodeJS.ErrnoException): Ba
   const code = err.code ?? 'EIO';
   const text = STRERROR[code] ?? err.message;
   return new BackendError(
-    remoteError(VIR_ERR_SYSTEM_ERROR, VIR_FROM_RPC, `Failed to connect socket to '${socketPath}': ${text}`, ERRNO[code] ?? -1),
+    remoteError(
+      VIR_ERR_SYSTEM_ERROR,
+      VIR_FROM_RPC,
+      `Failed to connect socket to '${socketPath}': ${text}`,
+      ERRNO[code] ?? -1,
+    ),
     err,
   );
 }
@@ -325,5 +346,3 @@ function connectUnix(socketPath: string, timeoutMs: number): Promise<net.Socket>
     });
   });
 }
-
-

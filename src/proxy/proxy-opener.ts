@@ -22,7 +22,11 @@ export class ProxyOpener {
     this.router = new UriRouter({ exists: existsSync, ...opts.router });
   }
 
-  async open(client: ClientConnection, name: string | null, readonly: boolean): Promise<{ leg: BackendConnection; uri: string }> {
+  async open(
+    client: ClientConnection,
+    name: string | null,
+    readonly: boolean,
+  ): Promise<{ leg: BackendConnection; uri: string }> {
     const r = this.router.route(name, readonly);
     if (!r.ok) throw new BackendError(r.error);
     const identity = client.identityOverride ?? this.opts.identityOf(client);

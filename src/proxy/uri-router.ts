@@ -107,7 +107,13 @@ function parseUri(name: string): ParsedUri | null {
       query.push([safeDecode(k), safeDecode(v)]);
     }
   }
-  return { scheme: m[1] ?? '', server: m[2] === undefined ? null : m[2], path: m[3] ?? '', query, fragment: m[5] ?? null };
+  return {
+    scheme: m[1] ?? '',
+    server: m[2] === undefined ? null : m[2],
+    path: m[3] ?? '',
+    query,
+    fragment: m[5] ?? null,
+  };
 }
 
 function safeDecode(s: string): string {
@@ -160,7 +166,10 @@ export class UriRouter {
     }
     const uri = parseUri(uriName);
     if (uri === null) {
-      return { ok: false, error: remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_NONE, `Unable to parse URI ${uriName}`) };
+      return {
+        ok: false,
+        error: remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_NONE, `Unable to parse URI ${uriName}`),
+      };
     }
     const plus = uri.scheme.indexOf('+');
     const driver = (plus < 0 ? uri.scheme : uri.scheme.slice(0, plus)).toLowerCase();
@@ -202,7 +211,11 @@ export class UriRouter {
       if (k === 'mode' && v !== 'direct') {
         return {
           ok: false,
-          error: remoteError(VIR_ERR_INVALID_ARG, VIR_FROM_REMOTE, 'Connections from inside daemon must be direct'),
+          error: remoteError(
+            VIR_ERR_INVALID_ARG,
+            VIR_FROM_REMOTE,
+            'Connections from inside daemon must be direct',
+          ),
         };
       }
       if (k === 'socket') {
@@ -210,7 +223,11 @@ export class UriRouter {
         // world-readable socket must not be a confused deputy.
         return {
           ok: false,
-          error: remoteError(VIR_ERR_INVALID_ARG, VIR_FROM_REMOTE, "the 'socket' URI parameter is not accepted by the proxy"),
+          error: remoteError(
+            VIR_ERR_INVALID_ARG,
+            VIR_FROM_REMOTE,
+            "the 'socket' URI parameter is not accepted by the proxy",
+          ),
         };
       }
       if (k === 'name') forwardedName = v;

@@ -117,7 +117,8 @@ for (const p of [
 }
 
 /** Remote procedures about secondary objects fail with "connection not open" before open. */
-const SECONDARY_RE = /NETWORK|STORAGE|NODE_DEVICE|NODE_LIST_DEVICES|NODE_NUM_OF_DEVICES|SECRET|NWFILTER|INTERFACE/;
+const SECONDARY_RE =
+  /NETWORK|STORAGE|NODE_DEVICE|NODE_LIST_DEVICES|NODE_NUM_OF_DEVICES|SECRET|NWFILTER|INTERFACE/;
 
 function programFor(prog: number, vers: number): ProgramInfo | null {
   if (vers !== 1) return null;
@@ -130,7 +131,10 @@ function programFor(prog: number, vers: number): ProgramInfo | null {
 /** The per-driver daemon leg, as the client connection sees it. */
 export interface BackendLeg {
   write(frame: Buffer): boolean;
-  attach(onFrame: (frame: Buffer) => void, onClose: (reason: 'eof' | 'error' | 'keepalive' | 'client') => void): void;
+  attach(
+    onFrame: (frame: Buffer) => void,
+    onClose: (reason: 'eof' | 'error' | 'keepalive' | 'client') => void,
+  ): void;
   close(): void;
   pause(): void;
   resume(): void;
@@ -153,7 +157,11 @@ export interface ClientLimits {
 
 export interface ClientHooks {
   /** Opens the backend leg for a CONNECT_OPEN; rejects with an error carrying `.remote`. */
-  openBackend(client: ClientConnection, name: string | null, readonly: boolean): Promise<{ leg: BackendLeg; uri: string }>;
+  openBackend(
+    client: ClientConnection,
+    name: string | null,
+    readonly: boolean,
+  ): Promise<{ leg: BackendLeg; uri: string }>;
   /** Checks polkit for the client; null when authorised. */
   authorizePolkit(client: ClientConnection): Promise<RemoteError | null>;
   closed(client: ClientConnection, reason: string): void;
@@ -238,7 +246,11 @@ export class ClientConnection {
     this.keepalive.received();
     const prog = frame.readUInt32BE(OFF_PROG);
     const type = frame.readInt32BE(OFF_TYPE);
-    if (prog === KEEPALIVE_PROGRAM && type === VIR_NET_MESSAGE && frame.readUInt32BE(OFF_VERS) === KEEPALIVE_PROTOCOL_VERSION) {
+    if (
+      prog === KEEPALIVE_PROGRAM &&
+      type === VIR_NET_MESSAGE &&
+      frame.readUInt32BE(OFF_VERS) === KEEPALIVE_PROTOCOL_VERSION
+    ) {
       if (frame.readInt32BE(OFF_PROC) === KEEPALIVE_PROC_PING) this.send(PONG_FRAME);
       return;
     }
@@ -263,7 +275,8 @@ export class ClientConnection {
       if (frame.readInt32BE(OFF_STATUS) !== VIR_NET_OK) {
         return this.replyError(frame, rpcError(`Unexpected message status ${frame.readInt32BE(OFF_STATUS)}`));
       }
-      if (pinfo === undefined || pinfo.event) return this.replyError(frame, rpcError(`unknown procedure: ${proc}`));
+      if (pinfo === undefined || pinfo.event)
+        return this.replyError(frame, rpcError(`unknown procedure: ${proc}`));
       if (prog === REMOTE_PROGRAM && LOCAL_WHEN_OPEN[proc] === 1) return this.dispatchLocalOpen(frame, proc);
       this.forwardCall(frame, prog, proc);
       return;
@@ -279,7 +292,10 @@ export class ClientConnection {
 
   private forwardCall(frame: Buffer, prog: number, proc: number): void {
     const serial = frame.readUInt32BE(OFF_SERIAL);
-    this.inflight.set(serial, (prog === REMOTE_PROGRAM ? 0 : prog === QEMU_PROGRAM ? 1 : 2) * 0x1000000 + proc);
+    this.inflight.set(
+      serial,
+      (prog === REMOTE_PROGRAM ? 0 : prog === QEMU_PROGRAM ? 1 : 2) * 0x1000000 + proc,
+    );
     if (this.inflight.size >= this.limits.maxClientRequests) this.pause(PAUSE_THROTTLE);
     this.forward(frame);
   }
@@ -314,7 +330,10 @@ export class ClientConnection {
     this.backend = null;
     if (this.state === 'closed' || this.state === 'closing') return;
     this.closeReason = `backend connection lost (${reason})`;
-    this.hooks.log('warn', `client ${this.id}: backend for ${this.uri ?? '?'} closed (${reason}); closing client`);
+    this.hooks.log(
+      'warn',
+      `client ${this.id}: backend for ${this.uri ?? '?'} closed (${reason}); closing client`,
+    );
     const err = remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, 'client socket is closed');
     for (const [serial, packed] of this.inflight) {
       const pidx = Math.floor(packed / 0x1000000);
@@ -356,7 +375,10 @@ export class ClientConnection {
     const h = readHeader(frame);
     switch (proc) {
       case REMOTE_PROC_CONNECT_OPEN:
-        return this.replyError(frame, remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, 'connection already open'));
+        return this.replyError(
+          frame,
+          remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, 'connection already open'),
+        );
       case REMOTE_PROC_CONNECT_CLOSE:
         // Forward so the reply is ordered after every earlier reply; close when it comes back.
         this.closingSerial = h.serial;
@@ -389,9 +411,11 @@ export class ClientConnection {
     const h = readHeader(frame);
     const info = programFor(prog, h.vers);
     if (info === null) return this.replyError(frame, this.unknownProgram(frame));
-    if (h.status !== VIR_NET_OK) return this.replyError(frame, rpcError(`Unexpected message status ${h.status}`));
+    if (h.status !== VIR_NET_OK)
+      return this.replyError(frame, rpcError(`Unexpected message status ${h.status}`));
     const pinfo = h.proc >= 0 ? info.procs[h.proc] : undefined;
-    if (pinfo === undefined || pinfo.event) return this.replyError(frame, rpcError(`unknown procedure: ${h.proc}`));
+    if (pinfo === undefined || pinfo.event)
+      return this.replyError(frame, rpcError(`unknown procedure: ${h.proc}`));
     const remote = prog === REMOTE_PROGRAM;
     if (this.state === 'need-auth' && !(remote && PRE_AUTH_PROCS.has(h.proc))) {
       return this.replyError(frame, rpcError('authentication required'));
@@ -410,9 +434,10 @@ export class ClientConnection {
           if (PRE_AUTH_PROCS.has(h.proc)) return this.authProc(frame, h, h.proc);
       }
     }
-    const what = remote && SECONDARY_RE.test(pinfo.name) && !pinfo.name.startsWith('REMOTE_PROC_DOMAIN')
-      ? 'connection not open'
-      : 'hypervisor connection not open';
+    const what =
+      remote && SECONDARY_RE.test(pinfo.name) && !pinfo.name.startsWith('REMOTE_PROC_DOMAIN')
+        ? 'connection not open'
+        : 'hypervisor connection not open';
     this.replyError(frame, remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, what));
   }
 
@@ -429,7 +454,12 @@ export class ClientConnection {
         this.send(okReply(h, encodeAuthList([REMOTE_AUTH_NONE])));
         return;
       }
-      const t = this.service.auth === 'polkit' ? REMOTE_AUTH_POLKIT : this.service.auth === 'sasl' ? REMOTE_AUTH_SASL : REMOTE_AUTH_NONE;
+      const t =
+        this.service.auth === 'polkit'
+          ? REMOTE_AUTH_POLKIT
+          : this.service.auth === 'sasl'
+            ? REMOTE_AUTH_SASL
+            : REMOTE_AUTH_NONE;
       this.send(okReply(h, encodeAuthList([t])));
       return;
     }
@@ -469,9 +499,15 @@ export class ClientConnection {
       return;
     }
     if (!open) {
-      return this.replyError(frame, remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, 'hypervisor connection not open'));
+      return this.replyError(
+        frame,
+        remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, 'hypervisor connection not open'),
+      );
     }
-    if (feature === VIR_DRV_FEATURE_REMOTE_EVENT_CALLBACK || feature === VIR_DRV_FEATURE_REMOTE_CLOSE_CALLBACK) {
+    if (
+      feature === VIR_DRV_FEATURE_REMOTE_EVENT_CALLBACK ||
+      feature === VIR_DRV_FEATURE_REMOTE_CLOSE_CALLBACK
+    ) {
       this.send(okReply(h, encodeInt(1)));
       return;
     }
@@ -527,7 +563,10 @@ export class ClientConnection {
       (e: unknown) => {
         if (this.state !== 'opening') return;
         const remote = (e as { remote?: RemoteError }).remote;
-        this.hooks.log('info', `client ${this.id}: open of ${args.name ?? '<null>'} failed: ${remote?.message ?? String(e)}`);
+        this.hooks.log(
+          'info',
+          `client ${this.id}: open of ${args.name ?? '<null>'} failed: ${remote?.message ?? String(e)}`,
+        );
         this.transition('ready');
         this.send(errorReply(h, remote ?? remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, String(e))));
         this.releaseHeld();
@@ -554,7 +593,9 @@ export class ClientConnection {
   }
 
   private unknownProgram(frame: Buffer): RemoteError {
-    return rpcError(`Cannot find program ${frame.readUInt32BE(OFF_PROG)} version ${frame.readUInt32BE(OFF_VERS)}`);
+    return rpcError(
+      `Cannot find program ${frame.readUInt32BE(OFF_PROG)} version ${frame.readUInt32BE(OFF_VERS)}`,
+    );
   }
 
   private replyError(frame: Buffer, err: RemoteError): void {

@@ -23,7 +23,14 @@ export const PONG_FRAME = encodeMessage({
 
 export function okReply(call: MessageHeader, payload?: Buffer | null): Buffer {
   return encodeMessage(
-    { prog: call.prog, vers: call.vers, proc: call.proc, type: VIR_NET_REPLY, serial: call.serial, status: VIR_NET_OK },
+    {
+      prog: call.prog,
+      vers: call.vers,
+      proc: call.proc,
+      type: VIR_NET_REPLY,
+      serial: call.serial,
+      status: VIR_NET_OK,
+    },
     payload ?? null,
   );
 }

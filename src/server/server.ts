@@ -3,7 +3,12 @@
 // until a slot frees, so to the client they look queued in the backlog, as with libvirt.
 
 import type net from 'node:net';
-import { ClientConnection, type ClientHooks, type ClientLimits, type ServiceInfo } from './client-connection.js';
+import {
+  ClientConnection,
+  type ClientHooks,
+  type ClientLimits,
+  type ServiceInfo,
+} from './client-connection.js';
 
 export interface ServerOptions {
   name: string;

@@ -29,7 +29,10 @@ export function socketIsLive(path: string): Promise<boolean> {
 export async function listenUnix(server: net.Server, opts: UnixListenOptions): Promise<void> {
   if (fs.existsSync(opts.path)) {
     if (await socketIsLive(opts.path)) {
-      throw new CodedError('ESOCKLIVE', `Failed to bind socket to '${opts.path}': Address already in use (another process serves it)`);
+      throw new CodedError(
+        'ESOCKLIVE',
+        `Failed to bind socket to '${opts.path}': Address already in use (another process serves it)`,
+      );
     }
     fs.unlinkSync(opts.path);
   }

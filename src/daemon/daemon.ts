@@ -1,0 +1,155 @@
+// Daemon layer: the running daemon as one object: config, logger, the "virtproxyd" RPC server,
+// its listeners, the idle timer and shutdown. Features (admin server, TCP/TLS, metrics) attach to it
+// through the small methods below instead of editing the start-up sequence.
+
+import fs from 'node:fs';
+import type net from 'node:net';
+import path from 'node:path';
+import { xdgRuntimeDir, type DaemonConfig } from '../config/daemon-config.js';
+import { native, socketFd } from '../native/native.js';
+import { identityTypedParams, readPeerIdentity } from '../native/peer-identity.js';
+import { authorizePolkit } from '../auth/polkit.js';
+import { ProxyOpener } from '../proxy/proxy-opener.js';
+import type { ClientConnection, ServiceInfo } from '../server/client-connection.js';
+import { RpcServer } from '../server/server.js';
+import type { Logger } from './logger.js';
+import type { DaemonPaths } from './paths.js';
+
+export interface Listener {
+  server: net.Server;
+  /** Unix socket path to unlink on shutdown, when the daemon created it. */
+  unlinkPath: string | null;
+  service: ServiceInfo;
+}
+
+export class Daemon {
+  readonly server: RpcServer;
+  readonly opener: ProxyOpener;
+  readonly listeners: Listener[] = [];
+  /** Seconds without clients before exiting; 0 = never (-t, admin daemon-timeout). */
+  private idleTimeout: number;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private readonly stopHooks: Array<() => void | Promise<void>> = [];
+  private readonly clientCounters: Array<() => number> = [];
+  private stopping: Promise<void> | null = null;
+
+  constructor(
+    readonly config: Readonly<DaemonConfig>,
+    readonly paths: DaemonPaths,
+    readonly privileged: boolean,
+    readonly logger: Logger,
+    idleTimeout: number,
+    private readonly onExit: (code: number) => void,
+  ) {
+    this.idleTimeout = idleTimeout;
+    const driverSockets = new Map<string, string>();
+    for (const o of config.backend_sockets) driverSockets.set(o.driver, o.rwSocket);
+    this.opener = new ProxyOpener({
+      router: {
+        privileged,
+        backendSockDir: config.backend_sock_dir,
+        sessionSockDir: path.join(xdgRuntimeDir(process.env), 'libvirt'),
+        driverSockets,
+      },
+      keepaliveInterval: config.keepalive_interval,
+      keepaliveCount: config.keepalive_count,
+      identityOf: (c) => this.peerIdentityParams(c),
+    });
+    this.server = new RpcServer({
+      name: 'virtproxyd',
+      maxClients: config.max_clients,
+      limits: {
+        keepaliveInterval: config.keepalive_interval,
+        keepaliveCount: config.keepalive_count,
+        maxClientRequests: Math.max(1, config.max_client_requests),
+      },
+      hooks: {
+        openBackend: (c, name, ro) => this.opener.open(c, name, ro),
+        authorizePolkit: (c) => authorizePolkit(c),
+        closed: (c, reason) => logger.log('info', `client ${c.id} disconnected: ${reason}`),
+        log: (level, msg) => logger.log(level, msg),
+      },
+      onClientCreated: (c) => this.clientCreated(c),
+      onClientCountChange: () => this.clientCountChanged(),
+    });
+    this.clientCounters.push(() => this.server.clients.size);
+  }
+
+  private clientCreated(c: ClientConnection): void {
+    if (c.service.transport === 'unix') {
+      const fd = socketFd(c.socket);
+      try {
+        if (fd !== null) c.peerUid = native().getPeerCred(fd).uid;
+      } catch {
+        c.peerUid = null;
+      }
+    }
+    this.logger.log('debug', `client ${c.id} connected on ${c.service.name}`);
+  }
+
+  private peerIdentityParams(c: ClientConnection) {
+    if (c.service.transport !== 'unix') return null;
+    try {
+      const id = readPeerIdentity(c.socket);
+      return id === null ? null : identityTypedParams(id);
+    } catch (e) {
+      this.logger.log('warn', `client ${c.id}: cannot read peer identity: ${(e as Error).message}`);
+      return null;
+    }
+  }
+
+  /** Registers a listener whose connections belong to the main server. */
+  addListener(l: Listener): void {
+    this.listeners.push(l);
+    l.server.on('connection', (sock: net.Socket) => this.server.accept(sock, l.service));
+  }
+
+  /** Another server (e.g. admin) whose clients keep the daemon from idling out. */
+  addClientCounter(count: () => number): void {
+    this.clientCounters.push(count);
+  }
+
+  onStop(hook: () => void | Promise<void>): void {
+    this.stopHooks.push(hook);
+  }
+
+  get timeout(): number {
+    return this.idleTimeout;
+  }
+
+  setTimeout(seconds: number): void {
+    this.idleTimeout = seconds;
+    this.clientCountChanged();
+  }
+
+  /** Re-evaluates the idle timer; call when any server's client count changes. */
+  clientCountChanged(): void {
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    if (this.idleTimeout <= 0) return;
+    const n = this.clientCounters.reduce((a, f) => a + f(), 0);
+    if (n === 0) {
+      this.idleTimer = setTimeout(() => {
+        this.logger.log('info', `no clients for ${this.idleTimeout} s, exiting`);
+        void this.stop().then(() => this.onExit(0));
+      }, this.idleTimeout * 1000);
+    }
+  }
+
+  /** Stops accepting, closes every client (their backend legs say CONNECT_CLOSE), removes sockets. */
+  stop(): Promise<void> {
+    if (this.stopping !== null) return this.stopping;
+    this.stopping = (async () => {
+      if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+      for (const l of this.listeners) {
+        l.server.close();
+        if (l.unlinkPath !== null) fs.rmSync(l.unlinkPath, { force: true });
+      }
+      this.server.closeAll();
+      for (const h of this.stopHooks) await h();
+      // Give backend legs a moment to send CONNECT_CLOSE.
+      await new Promise((r) => setTimeout(r, 50));
+    })();
+    return this.stopping;
+  }
+}
