@@ -12,6 +12,7 @@
         "src/fdpass.cc",
         "src/notify.cc",
         "src/lock.cc",
+        "src/reader.cc",
         "src/test-helpers.cc"
       ],
       "dependencies": [

@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   virtproxyd::InitFdPass(env, exports);
   virtproxyd::InitNotify(env, exports);
   virtproxyd::InitLock(env, exports);
+  virtproxyd::InitReader(env, exports);
   virtproxyd::InitTestHelpers(env, exports);
   return exports;
 }

@@ -1,0 +1,189 @@
+// A reader for AF_UNIX stream sockets that keeps passed file descriptors. Node's own socket
+// reading uses plain read(), which makes the kernel discard any SCM_RIGHTS riding on the bytes;
+// this reader polls a duplicate of the socket's fd on Node's event loop and uses recvmsg(), handing
+// JS each chunk together with the fds that arrived with it. Writing stays with the net.Socket.
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "addon.h"
+
+namespace virtproxyd {
+
+namespace {
+
+constexpr size_t kReadSize = 65536;
+constexpr size_t kMaxFds = 64;
+// One read buffer for the whole addon: reads happen on the loop thread only and each chunk is
+// copied into its own JS Buffer before the next read.
+unsigned char g_buf[kReadSize];
+
+class FdReader : public Napi::ObjectWrap<FdReader> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "FdReader",
+                       {InstanceMethod("start", &FdReader::Start), InstanceMethod("stop", &FdReader::Stop),
+                        InstanceMethod("close", &FdReader::Close)});
+  }
+
+  // new FdReader(fd, onChunk(chunk: Buffer | null, fds: number[] | null, errno: number))
+  // chunk null with errno 0 means end of stream.
+  explicit FdReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdReader>(info) {
+    Napi::Env env = info.Env();
+    int fd;
+    if (!ArgFd(info, 0, &fd)) return;
+    if (info.Length() < 2 || !info[1].IsFunction()) {
+      Napi::TypeError::New(env, "onChunk must be a function").ThrowAsJavaScriptException();
+      return;
+    }
+    fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (fd_ < 0) {
+      ThrowErrno(env, errno, "fcntl");
+      return;
+    }
+    callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll_ = new uv_poll_t;
+    if (uv_poll_init(loop, poll_, fd_) != 0) {
+      delete poll_;
+      poll_ = nullptr;
+      close(fd_);
+      fd_ = -1;
+      ThrowCoded(env, "EPOLL", "uv_poll_init failed");
+      return;
+    }
+    poll_->data = this;
+  }
+
+  ~FdReader() override { Shutdown(); }
+
+ private:
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    if (poll_ != nullptr && !active_) {
+      if (!ref_) {
+        Ref();  // keep the JS object alive while the loop may call into it
+        ref_ = true;
+      }
+      uv_poll_start(poll_, UV_READABLE | UV_DISCONNECT, OnPoll);
+      active_ = true;
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    if (poll_ != nullptr && active_) {
+      uv_poll_stop(poll_);
+      active_ = false;
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shutdown();
+    return info.Env().Undefined();
+  }
+
+  void Shutdown() {
+    if (poll_ != nullptr) {
+      uv_poll_stop(poll_);
+      active_ = false;
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+    }
+    if (fd_ >= 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+    if (ref_) {
+      ref_ = false;
+      Unref();
+    }
+  }
+
+  static void OnPoll(uv_poll_t* handle, int status, int /*events*/) {
+    auto* self = static_cast<FdReader*>(handle->data);
+    if (self == nullptr || self->fd_ < 0) return;
+    self->ReadOnce(status);
+  }
+
+  void ReadOnce(int status) {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (status < 0) {
+      Deliver(env, env.Null(), env.Null(), -status);
+      return;
+    }
+    iovec iov{};
+    iov.iov_base = g_buf;
+    iov.iov_len = kReadSize;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t got;
+    do {
+      got = recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      Deliver(env, env.Null(), env.Null(), errno);
+      return;
+    }
+    if (got == 0) {
+      Stopped();
+      Deliver(env, env.Null(), env.Null(), 0);
+      return;
+    }
+    Napi::Value fds = env.Null();
+    if (msg.msg_controllen > 0) {
+      std::vector<int> received;
+      for (cmsghdr* h = CMSG_FIRSTHDR(&msg); h != nullptr; h = CMSG_NXTHDR(&msg, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+          int fd;
+          std::memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+          received.push_back(fd);
+        }
+      }
+      if (!received.empty()) {
+        Napi::Array arr = Napi::Array::New(env, received.size());
+        for (size_t i = 0; i < received.size(); i++) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, received[i]));
+        fds = arr;
+      }
+    }
+    Deliver(env, Napi::Buffer<unsigned char>::Copy(env, g_buf, static_cast<size_t>(got)), fds, 0);
+  }
+
+  void Stopped() {
+    if (poll_ != nullptr && active_) {
+      uv_poll_stop(poll_);
+      active_ = false;
+    }
+  }
+
+  void Deliver(Napi::Env env, Napi::Value chunk, Napi::Value fds, int err) {
+    if (chunk.IsNull()) Stopped();
+    callback_.MakeCallback(Value(), {chunk, fds, Napi::Number::New(env, err)});
+  }
+
+  Napi::FunctionReference callback_;
+  uv_poll_t* poll_ = nullptr;
+  int fd_ = -1;
+  bool active_ = false;
+  bool ref_ = false;
+};
+
+}  // namespace
+
+void InitReader(Napi::Env env, Napi::Object exports) { exports.Set("FdReader", FdReader::Define(env)); }
+
+}  // namespace virtproxyd
