@@ -79,9 +79,19 @@ export async function main(argv: readonly string[]): Promise<void> {
   const paths = daemonPaths({ privileged, env: process.env, unixSockDir: config.unix_sock_dir ?? undefined });
   try {
     fs.mkdirSync(paths.runDir, { recursive: true, mode: privileged ? 0o755 : 0o700 });
-    if (config.unix_sock_dir !== null) fs.mkdirSync(config.unix_sock_dir, { recursive: true });
   } catch (e) {
     fatal(EXIT_RUNDIR, `Unable to create rundir ${paths.runDir}: ${(e as Error).message}`);
+  }
+  if (config.unix_sock_dir !== null) {
+    // Named on its own: blaming the run dir sends the admin to a directory that is fine.
+    try {
+      fs.mkdirSync(config.unix_sock_dir, { recursive: true });
+    } catch (e) {
+      fatal(
+        EXIT_RUNDIR,
+        `Unable to create socket directory ${config.unix_sock_dir}: ${(e as Error).message}`,
+      );
+    }
   }
   const pidPath = cli.pidFile ?? defaults.pidFile;
   let pidFile: PidFile | null = null;
