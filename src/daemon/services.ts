@@ -23,7 +23,8 @@ export async function openUnixListener(
   group: string | null,
   backlog: number,
 ): Promise<net.Server> {
-  const srv = net.createServer();
+  // Paused on connect: unix clients are read by the fd-keeping reader, never by Node itself.
+  const srv = net.createServer({ pauseOnConnect: true });
   await listenUnix(srv, {
     path: p,
     mode: socketMode(perms),

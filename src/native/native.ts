@@ -34,6 +34,20 @@ export interface NativeApi {
   sdNotify(socketPath: string, message: string): void;
   /** Non-blocking POSIX write lock on byte 0 (libvirt's PID-file lock); false if another process has it. */
   lockFile(fd: number): boolean;
+  /**
+   * Reads a unix stream socket with recvmsg() on Node's loop, keeping passed fds: `onChunk` gets
+   * each chunk with the fds that came with it (null chunk: end of stream when errno is 0).
+   */
+  FdReader: new (
+    fd: number,
+    onChunk: (chunk: Buffer | null, fds: number[] | null, errno: number) => void,
+  ) => FdReaderHandle;
+}
+
+export interface FdReaderHandle {
+  start(): void;
+  stop(): void;
+  close(): void;
 }
 
 /** Functions the addon exports only so its own tests can play the other side. */

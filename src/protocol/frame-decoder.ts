@@ -119,6 +119,11 @@ export class FrameDecoder {
     return true;
   }
 
+  /** Bytes still to be skipped. */
+  get skipping(): number {
+    return this.skipLeft;
+  }
+
   /** Discards the next n bytes of the stream (called from onFrame, before the following frame). */
   skip(n: number): void {
     this.skipLeft += n;

@@ -28,6 +28,7 @@ import {
   VIR_NET_MESSAGE,
   VIR_NET_OK,
   VIR_NET_REPLY,
+  VIR_NET_REPLY_WITH_FDS,
 } from '../protocol/constants.js';
 import { FrameDecoder } from '../protocol/frame-decoder.js';
 import {
@@ -48,6 +49,9 @@ import {
 } from '../protocol/payloads.js';
 import { decodeRemoteError, remoteError, type RemoteError } from '../protocol/remote-error.js';
 import { Keepalive } from '../server/keepalive.js';
+import { startReading, type ChunkSource } from '../transport/chunk-source.js';
+import { FdQueue, closeFds } from '../transport/fd-queue.js';
+import { OrderedWriter } from '../transport/ordered-writer.js';
 
 /** A failure the client should see as a libvirt error. */
 export class BackendError extends CodedError {
@@ -103,7 +107,12 @@ export class BackendConnection {
   private readonly decoder: FrameDecoder;
   private serial = 0;
   private pending: { serial: number; resolve: (f: Buffer) => void; reject: (e: Error) => void } | null = null;
-  private passthrough: ((frame: Buffer) => void) | null = null;
+  private passthrough: ((frame: Buffer, fds: number[] | null) => void) | null = null;
+  private readonly source: ChunkSource;
+  private readonly out: OrderedWriter;
+  private readonly fdQueue = new FdQueue();
+  /** A REPLY_WITH_FDS waiting for its fds. */
+  private fdFrame: { frame: Buffer; n: number } | null = null;
   private closedCb: ((reason: BackendCloseReason, err?: Error) => void) | null = null;
   private closed = false;
   private closeReason: BackendCloseReason = 'eof';
@@ -118,13 +127,14 @@ export class BackendConnection {
     this.keepalive = new Keepalive({
       interval: opts.keepaliveInterval,
       count: opts.keepaliveCount,
-      sendPing: () => this.socket.write(PING),
+      sendPing: () => this.out.write(PING),
       onDead: () => {
         this.closeReason = 'keepalive';
         this.socket.destroy();
       },
     });
-    socket.on('data', (chunk: Buffer) => this.decoder.push(chunk));
+    this.out = new OrderedWriter(socket);
+    this.source = startReading(socket, { onChunk: (c, fds) => this.backendOnChunk(c, fds) }, true);
     socket.on('error', (e) => this.fail(e, 'error'));
     socket.on('close', () => this.backendOnClose());
   }
@@ -195,7 +205,7 @@ export class BackendConnection {
         return;
       }
       this.pending = { serial, resolve, reject };
-      this.socket.write(
+      this.out.write(
         encodeMessage(
           {
             prog: REMOTE_PROGRAM,
@@ -212,10 +222,37 @@ export class BackendConnection {
   }
 
   /** After the handshake: every frame but keepalive goes to `onFrame`; `onClose` fires once. */
-  attach(onFrame: (frame: Buffer) => void, onClose: (reason: BackendCloseReason, err?: Error) => void): void {
+  attach(
+    onFrame: (frame: Buffer, fds: number[] | null) => void,
+    onClose: (reason: BackendCloseReason, err?: Error) => void,
+  ): void {
     this.passthrough = onFrame;
     this.closedCb = onClose;
     if (this.closed) onClose(this.closeReason);
+  }
+
+  private backendOnChunk(chunk: Buffer, fds: number[] | null): void {
+    if (fds !== null) {
+      this.fdQueue.add(fds);
+      const f = this.fdFrame;
+      if (f !== null) {
+        const got = this.fdQueue.take(f.n);
+        if (got !== null) {
+          this.fdFrame = null;
+          this.deliverWithFds(f.frame, got);
+        }
+      }
+    }
+    this.decoder.push(chunk);
+    if (this.fdFrame !== null && this.decoder.skipping === 0 && this.fdQueue.length < this.fdFrame.n) {
+      this.fail(new CodedError('EFDS', 'file descriptors announced by the daemon did not arrive'), 'error');
+    }
+  }
+
+  private deliverWithFds(frame: Buffer, fds: number[]): void {
+    const out = this.passthrough;
+    if (out === null) closeFds(fds);
+    else out(frame, fds);
   }
 
   private backendOnFrame(frame: Buffer): void {
@@ -225,13 +262,22 @@ export class BackendConnection {
         frame.readInt32BE(OFF_TYPE) === VIR_NET_MESSAGE &&
         frame.readInt32BE(OFF_PROC) === KEEPALIVE_PROC_PING
       ) {
-        this.socket.write(PONG);
+        this.out.write(PONG);
       }
+      return;
+    }
+    if (frame.readInt32BE(OFF_TYPE) === VIR_NET_REPLY_WITH_FDS && frame.length >= 32) {
+      const n = frame.readUInt32BE(28);
+      if (n > 32) return this.fail(new CodedError('EFDS', `bad file descriptor count ${n}`), 'error');
+      this.decoder.skip(n);
+      const fds = this.fdQueue.take(n);
+      if (fds !== null) this.deliverWithFds(frame, fds);
+      else this.fdFrame = { frame: Buffer.from(frame), n };
       return;
     }
     const out = this.passthrough;
     if (out !== null) {
-      out(frame);
+      out(frame, null);
       return;
     }
     const p = this.pending;
@@ -247,15 +293,19 @@ export class BackendConnection {
   }
 
   write(frame: Buffer): boolean {
-    return this.socket.write(frame);
+    return this.out.write(frame);
+  }
+
+  writeWithFds(frame: Buffer, fds: number[]): void {
+    this.out.writeWithFds(frame, fds);
   }
 
   pause(): void {
-    this.socket.pause();
+    this.source.pause();
   }
 
   resume(): void {
-    this.socket.resume();
+    this.source.resume();
   }
 
   onDrain(cb: () => void): void {
@@ -303,6 +353,8 @@ export class BackendConnection {
   private backendOnClose(): void {
     if (this.closed) return;
     this.closed = true;
+    this.source.close();
+    this.fdQueue.closeAll();
     this.keepalive.stop();
     const p = this.pending;
     if (p !== null) {
@@ -331,6 +383,8 @@ export function connectError(socketPath: string, err: NodeJS.ErrnoException): Ba
 function connectUnix(socketPath: string, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ path: socketPath });
+    // Paused before connecting so Node never starts reading: the fd-keeping reader takes over.
+    s.pause();
     const t = setTimeout(() => {
       s.destroy();
       reject(connectError(socketPath, Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));

@@ -73,6 +73,9 @@ import {
 import type { ProgramInfo } from '../protocol/procedure-types.js';
 import { LXC_PROGRAM_INFO, QEMU_PROGRAM_INFO, REMOTE_PROGRAM_INFO } from '../protocol/procedures.gen.js';
 import { remoteError, rpcError, type RemoteError } from '../protocol/remote-error.js';
+import { startReading, type ChunkSource } from '../transport/chunk-source.js';
+import { FdQueue, closeFds } from '../transport/fd-queue.js';
+import { OrderedWriter } from '../transport/ordered-writer.js';
 import { validateIdentityParams } from './identity-params.js';
 import { Keepalive } from './keepalive.js';
 import { PONG_FRAME, errorReply, okReply } from './messages.js';
@@ -131,8 +134,10 @@ function programFor(prog: number, vers: number): ProgramInfo | null {
 /** The per-driver daemon leg, as the client connection sees it. */
 export interface BackendLeg {
   write(frame: Buffer): boolean;
+  /** Writes a CALL_WITH_FDS frame followed by its fds (the leg closes our copies). */
+  writeWithFds(frame: Buffer, fds: number[]): void;
   attach(
-    onFrame: (frame: Buffer) => void,
+    onFrame: (frame: Buffer, fds: number[] | null) => void,
     onClose: (reason: 'eof' | 'error' | 'keepalive' | 'client') => void,
   ): void;
   close(): void;
@@ -186,6 +191,11 @@ export class ClientConnection {
   /** Forwarded calls awaiting their reply: serial → (program index << 24 | proc). */
   private readonly inflight = new Map<number, number>();
   private held: Buffer[] = [];
+  private readonly source: ChunkSource;
+  private readonly out: OrderedWriter;
+  private readonly fdQueue = new FdQueue();
+  /** A CALL_WITH_FDS frame waiting for its fds to arrive. */
+  private fdFrame: { frame: Buffer; n: number; discard: boolean } | null = null;
   private pauseMask = 0;
   private closeCallback = false;
   private closingSerial = -1;
@@ -214,7 +224,12 @@ export class ClientConnection {
         this.destroy();
       },
     });
-    socket.on('data', (chunk: Buffer) => this.socketOnData(chunk));
+    this.out = new OrderedWriter(socket);
+    this.source = startReading(
+      socket,
+      { onChunk: (c, fds) => this.socketOnChunk(c, fds) },
+      service.transport === 'unix',
+    );
     socket.on('error', (e) => {
       this.closeReason = `socket error: ${e.message}`;
     });
@@ -238,8 +253,60 @@ export class ClientConnection {
     this.state = next;
   }
 
-  private socketOnData(chunk: Buffer): void {
+  private socketOnChunk(chunk: Buffer, fds: number[] | null): void {
+    if (fds !== null) {
+      this.fdQueue.add(fds);
+      if (this.fdFrame !== null) this.fdsArrived();
+    }
     this.decoder.push(chunk);
+    if (this.fdFrame !== null && this.decoder.skipping === 0 && this.fdQueue.length < this.fdFrame.n) {
+      // The dummy bytes came without their fds.
+      this.protocolError(new CodedError('EFDS', 'file descriptors announced by a message did not arrive'));
+    }
+  }
+
+  /** A CALL_WITH_FDS: its fds follow as one dummy byte each (NOTES §1.8). */
+  private callWithFds(frame: Buffer, discard = false): void {
+    const n = frame.length >= 32 ? frame.readUInt32BE(28) : 0;
+    if (n > 32 || frame.length < 32) {
+      return this.protocolError(new CodedError('EFDS', `bad file descriptor count in message: ${n}`));
+    }
+    if (!this.source.passesFds) {
+      return this.protocolError(
+        new CodedError('EFDS', 'file descriptors cannot be passed over this transport'),
+      );
+    }
+    this.decoder.skip(n);
+    const fds = this.fdQueue.take(n);
+    if (fds !== null) return discard ? closeFds(fds) : this.dispatchWithFds(frame, fds);
+    this.fdFrame = { frame: Buffer.from(frame), n, discard };
+  }
+
+  private fdsArrived(): void {
+    const f = this.fdFrame;
+    if (f === null) return;
+    const fds = this.fdQueue.take(f.n);
+    if (fds === null) return;
+    this.fdFrame = null;
+    if (f.discard) closeFds(fds);
+    else this.dispatchWithFds(f.frame, fds);
+    const held = this.held;
+    this.held = [];
+    for (const h of held) this.clientOnFrame(h);
+  }
+
+  private dispatchWithFds(frame: Buffer, fds: number[]): void {
+    const b = this.backend;
+    if (this.state !== 'open' || b === null) {
+      closeFds(fds);
+      return this.replyError(
+        frame,
+        remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, 'hypervisor connection not open'),
+      );
+    }
+    const prog = frame.readUInt32BE(OFF_PROG);
+    this.track(frame.readUInt32BE(OFF_SERIAL), prog, frame.readInt32BE(OFF_PROC));
+    b.writeWithFds(frame, fds);
   }
 
   private clientOnFrame(frame: Buffer): void {
@@ -256,6 +323,10 @@ export class ClientConnection {
     }
     if (this.state === 'open') {
       this.dispatchOpen(frame, prog, type);
+      return;
+    }
+    if (this.fdFrame !== null) {
+      this.held.push(frame);
       return;
     }
     if (this.state === 'opening') {
@@ -285,9 +356,31 @@ export class ClientConnection {
       if (programFor(prog, frame.readUInt32BE(OFF_VERS)) !== null) this.forward(frame);
       return;
     }
-    if (type === VIR_NET_CALL_WITH_FDS) return this.refuseFds(frame);
+    if (type === VIR_NET_CALL_WITH_FDS) return this.openCallWithFds(frame, prog);
     // REPLY, MESSAGE, REPLY_WITH_FDS from a client: libvirt drops them.
     this.hooks.log('debug', `client ${this.id}: dropped unexpected message type ${type}`);
+  }
+
+  private openCallWithFds(frame: Buffer, prog: number): void {
+    const info = programFor(prog, frame.readUInt32BE(OFF_VERS));
+    const proc = frame.readInt32BE(OFF_PROC);
+    const pinfo = info !== null && proc >= 0 ? info.procs[proc] : undefined;
+    if (info === null || pinfo === undefined || pinfo.event) {
+      // Consume the fds anyway so the byte stream stays in step, then refuse.
+      const err = info === null ? this.unknownProgram(frame) : rpcError(`unknown procedure: ${proc}`);
+      this.replyError(frame, err);
+      this.callWithFds(frame, true);
+      return;
+    }
+    this.callWithFds(frame);
+  }
+
+  private track(serial: number, prog: number, proc: number): void {
+    this.inflight.set(
+      serial,
+      (prog === REMOTE_PROGRAM ? 0 : prog === QEMU_PROGRAM ? 1 : 2) * 0x1000000 + proc,
+    );
+    if (this.inflight.size >= this.limits.maxClientRequests) this.pause(PAUSE_THROTTLE);
   }
 
   private forwardCall(frame: Buffer, prog: number, proc: number): void {
@@ -305,8 +398,12 @@ export class ClientConnection {
     if (b !== null && !b.write(frame)) this.pause(PAUSE_BACKEND_FULL);
   }
 
-  private backendOnFrame(frame: Buffer): void {
-    if (this.state !== 'open') return;
+  private backendOnFrame(frame: Buffer, fds: number[] | null): void {
+    if (this.state !== 'open') {
+      if (fds !== null) closeFds(fds);
+      return;
+    }
+    if (fds !== null) return this.replyWithFds(frame, fds);
     const type = frame.readInt32BE(OFF_TYPE);
     if (type === VIR_NET_REPLY || type === VIR_NET_REPLY_WITH_FDS) {
       const serial = frame.readUInt32BE(OFF_SERIAL);
@@ -319,7 +416,22 @@ export class ClientConnection {
         return;
       }
     }
-    if (!this.socket.write(frame)) this.backend?.pause();
+    if (!this.out.write(frame)) this.backend?.pause();
+  }
+
+  private replyWithFds(frame: Buffer, fds: number[]): void {
+    const serial = frame.readUInt32BE(OFF_SERIAL);
+    if (this.inflight.delete(serial) && this.inflight.size < this.limits.maxClientRequests) {
+      this.unpause(PAUSE_THROTTLE);
+    }
+    if (!this.source.passesFds) {
+      closeFds(fds);
+      this.send(
+        errorReply(readHeader(frame), rpcError('file descriptors cannot be passed over this transport')),
+      );
+      return;
+    }
+    this.out.writeWithFds(frame, fds);
   }
 
   private backendResume(): void {
@@ -420,7 +532,7 @@ export class ClientConnection {
     if (this.state === 'need-auth' && !(remote && PRE_AUTH_PROCS.has(h.proc))) {
       return this.replyError(frame, rpcError('authentication required'));
     }
-    if (type === VIR_NET_CALL_WITH_FDS) return this.refuseFds(frame);
+    if (type === VIR_NET_CALL_WITH_FDS) return this.callWithFds(frame);
     if (remote) {
       switch (h.proc) {
         case REMOTE_PROC_CONNECT_OPEN:
@@ -512,8 +624,7 @@ export class ClientConnection {
       return;
     }
     if (feature === VIR_DRV_FEATURE_FD_PASSING) {
-      // Not offered until descriptor passing is implemented: clients then fail cleanly.
-      this.send(okReply(h, encodeInt(0)));
+      this.send(okReply(h, encodeInt(this.source.passesFds ? 1 : 0)));
       return;
     }
     this.forwardCall(frame, REMOTE_PROGRAM, h.proc);
@@ -552,7 +663,7 @@ export class ClientConnection {
         this.uri = uri;
         this.readonly = readonly;
         leg.attach(
-          (f) => this.backendOnFrame(f),
+          (f, fds) => this.backendOnFrame(f, fds),
           (reason) => this.backendOnClose(reason),
         );
         leg.onDrain(() => this.unpause(PAUSE_BACKEND_FULL));
@@ -584,14 +695,6 @@ export class ClientConnection {
     }
   }
 
-  private refuseFds(frame: Buffer): void {
-    // The fd count follows the header; each fd arrives later as one dummy byte we must skip.
-    const n = frame.length >= 32 ? frame.readUInt32BE(28) : 0;
-    if (n > 32) return this.protocolError(new CodedError('EFDS', `too many file descriptors: ${n}`));
-    this.decoder.skip(n);
-    this.replyError(frame, rpcError('passing file descriptors is not supported by this proxy yet'));
-  }
-
   private unknownProgram(frame: Buffer): RemoteError {
     return rpcError(
       `Cannot find program ${frame.readUInt32BE(OFF_PROG)} version ${frame.readUInt32BE(OFF_VERS)}`,
@@ -603,18 +706,18 @@ export class ClientConnection {
   }
 
   send(frame: Buffer): void {
-    if (this.socket.writable) this.socket.write(frame);
+    if (this.socket.writable) this.out.write(frame);
   }
 
   private pause(bit: number): void {
-    if (this.pauseMask === 0) this.socket.pause();
+    if (this.pauseMask === 0) this.source.pause();
     this.pauseMask |= bit;
   }
 
   private unpause(bit: number): void {
     if ((this.pauseMask & bit) === 0) return;
     this.pauseMask &= ~bit;
-    if (this.pauseMask === 0 && this.state !== 'closed') this.socket.resume();
+    if (this.pauseMask === 0 && this.state !== 'closed') this.source.resume();
   }
 
   private protocolError(e: CodedError): void {
@@ -641,6 +744,8 @@ export class ClientConnection {
     this.state = 'closed';
     this.keepalive.stop();
     this.decoder.stop();
+    this.source.close();
+    this.fdQueue.closeAll();
     const b = this.backend;
     this.backend = null;
     b?.close();

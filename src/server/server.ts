@@ -71,8 +71,8 @@ export class RpcServer {
     while (this.waiting.length > 0 && (this.maxClients === 0 || this.clients.size < this.maxClients)) {
       const w = this.waiting.shift();
       if (w === undefined || w.socket.destroyed) continue;
+      // The client connection starts reading the socket itself.
       this.admit(w.socket, w.service);
-      w.socket.resume();
     }
   }
 
