@@ -27,6 +27,8 @@ export const IMPLEMENTED_KEYS: ReadonlySet<string> = new Set([
   'keepalive_interval',
   'keepalive_count',
   'log_level',
+  'log_filters',
+  'log_outputs',
   'backend_sock_dir',
   'backend_sockets',
 ]);

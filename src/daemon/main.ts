@@ -8,8 +8,8 @@ import { ConfigError } from '../config/conf-parser.js';
 import { CliError, VERSION_LINE, parseCli, usage, type CliOptions } from './cli.js';
 import { Daemon } from './daemon.js';
 import { setupMainServices } from './services.js';
-import { Logger } from './logger.js';
-import { daemonPaths } from './paths.js';
+import { setupLogging, userCacheDir, type Logger } from './logger.js';
+import { LOCALSTATEDIR, daemonPaths } from './paths.js';
 import { PidFile } from './pid-file.js';
 
 /** Exit codes after option parsing (libvirt's virDaemonErr). */
@@ -72,7 +72,23 @@ export async function main(argv: readonly string[]): Promise<void> {
     if (e instanceof ConfigError) fatal(1, `Can't load config file: ${e.message}: ${configFile}`);
     throw e;
   }
-  const logger = new Logger(cli.verbose ? Math.min(config.log_level || 2, 2) : config.log_level || 3);
+  let logger: Logger;
+  try {
+    logger = setupLogging({
+      logLevel: config.log_level,
+      logFilters: config.log_filters,
+      logOutputs: config.log_outputs,
+      verbose: cli.verbose,
+      daemonized: cli.daemon,
+      privileged,
+      env: process.env,
+      localStateDir: LOCALSTATEDIR,
+      userCacheDir: userCacheDir(process.env),
+    });
+  } catch (e) {
+    fatal(1, `Can't initialize logging: ${(e as Error).message}`);
+    throw e;
+  }
   if (notSupportedYet.length > 0) {
     logger.log('warn', `config keys not supported yet (ignored): ${notSupportedYet.join(', ')}`);
   }
