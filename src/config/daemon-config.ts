@@ -31,6 +31,22 @@ export const IMPLEMENTED_KEYS: ReadonlySet<string> = new Set([
   'log_outputs',
   'backend_sock_dir',
   'backend_sockets',
+  // Off-node access (TCP/TLS listeners, x509)
+  'listen_tcp',
+  'listen_tls',
+  'tcp_port',
+  'tls_port',
+  'listen_addr',
+  'max_queued_clients',
+  'auth_tls',
+  'key_file',
+  'cert_file',
+  'ca_file',
+  'crl_file',
+  'tls_no_sanity_certificate',
+  'tls_no_verify_certificate',
+  'tls_allowed_dn_list',
+  'tls_priority',
 ]);
 
 /** Every key virtproxyd's libvirt build reads, in the order libvirt reads them. */

@@ -12,6 +12,8 @@ import { authorizePolkit } from '../auth/polkit.js';
 import { ProxyOpener } from '../proxy/proxy-opener.js';
 import type { ClientConnection, ServiceInfo } from '../server/client-connection.js';
 import { RpcServer } from '../server/server.js';
+import { tlsPeerDName } from '../transport/tls-server.js';
+import { remoteIdentityParams } from './remote-services.js';
 import type { Logger } from './logger.js';
 import type { DaemonPaths } from './paths.js';
 
@@ -20,6 +22,8 @@ export interface Listener {
   /** Unix socket path to unlink on shutdown, when the daemon created it. */
   unlinkPath: string | null;
   service: ServiceInfo;
+  /** Replaces the plain hand-off to the server (the TLS service handshakes first). */
+  onConnection?: (sock: net.Socket) => void;
 }
 
 export class Daemon {
@@ -84,11 +88,12 @@ export class Daemon {
         c.peerUid = null;
       }
     }
+    if (c.service.transport === 'tls') c.x509DName = tlsPeerDName(c.socket);
     this.logger.log('debug', `client ${c.id} connected on ${c.service.name}`);
   }
 
   private peerIdentityParams(c: ClientConnection) {
-    if (c.service.transport !== 'unix') return null;
+    if (c.service.transport !== 'unix') return remoteIdentityParams(c);
     try {
       const id = readPeerIdentity(c.socket);
       return id === null ? null : identityTypedParams(id);
@@ -101,7 +106,7 @@ export class Daemon {
   /** Registers a listener whose connections belong to the main server. */
   addListener(l: Listener): void {
     this.listeners.push(l);
-    l.server.on('connection', (sock: net.Socket) => this.server.accept(sock, l.service));
+    l.server.on('connection', l.onConnection ?? ((sock: net.Socket) => this.server.accept(sock, l.service)));
   }
 
   /** Another server (e.g. admin) whose clients keep the daemon from idling out. */

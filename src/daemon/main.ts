@@ -8,6 +8,7 @@ import { ConfigError } from '../config/conf-parser.js';
 import { CliError, VERSION_LINE, parseCli, usage, type CliOptions } from './cli.js';
 import { Daemon } from './daemon.js';
 import { setupMainServices } from './services.js';
+import { setupRemoteServices } from './remote-services.js';
 import { setupLogging, userCacheDir, type Logger } from './logger.js';
 import { LOCALSTATEDIR, daemonPaths } from './paths.js';
 import { PidFile } from './pid-file.js';
@@ -125,6 +126,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   });
   try {
     await setupMainServices(daemon);
+    await setupRemoteServices(daemon);
   } catch (e) {
     pidFile?.release();
     fatal(EXIT_NETWORK, (e as Error).message);

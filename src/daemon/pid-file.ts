@@ -12,6 +12,21 @@ export class PidFile {
   ) {}
 
   static acquire(path: string, pid = process.pid): PidFile {
+    // An exiting holder unlinks the file after we opened it but before we locked it; then the lock
+    // is on an orphan inode, so check that the path still names what we locked, and retry if not.
+    for (let attempt = 0; ; attempt++) {
+      const f = PidFile.tryAcquire(path, pid);
+      const onDisk = fs.statSync(path, { throwIfNoEntry: false });
+      const held = fs.fstatSync(f.fd);
+      if (onDisk !== undefined && onDisk.ino === held.ino && onDisk.dev === held.dev) return f;
+      fs.closeSync(f.fd);
+      if (attempt >= 10) {
+        throw new CodedError('EPIDFILE', `Failed to acquire pid file '${path}': it keeps being replaced`);
+      }
+    }
+  }
+
+  private static tryAcquire(path: string, pid: number): PidFile {
     const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT, 0o644);
     let locked: boolean;
     try {

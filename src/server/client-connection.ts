@@ -186,6 +186,10 @@ export class ClientConnection {
   identityOverride: ReturnType<typeof decodeSetIdentityArgs>['params'] | null = null;
   /** Peer uid on unix sockets, when known. */
   peerUid: number | null = null;
+  /** Verified client-certificate DN on the TLS service (identity x509-distinguished-name). */
+  x509DName: string | null = null;
+  /** SASL user name once SASL authentication completed (identity sasl-user-name). */
+  saslUserName: string | null = null;
   private backend: BackendLeg | null = null;
   private readonly decoder: FrameDecoder;
   /** Forwarded calls awaiting their reply: serial → (program index << 24 | proc). */

@@ -1,0 +1,110 @@
+// Daemon layer: the off-node services. listen_tcp and listen_tls open TCP listeners (or take the
+// sockets systemd passed); TLS connections are handshaken and their client certificate judged
+// before they become clients; remote clients' identity is their x509 DN and SASL user name.
+
+import { homedir } from 'node:os';
+import type net from 'node:net';
+import { loadServerTls, type ServerTls, type TlsSettings } from '../auth/tls-material.js';
+import type { TypedParam } from '../protocol/payloads.js';
+import type { ClientConnection, ServiceInfo } from '../server/client-connection.js';
+import { listenTcp } from '../transport/tcp-listener.js';
+import { TlsAcceptor } from '../transport/tls-server.js';
+import type { Daemon } from './daemon.js';
+
+const VIR_TYPED_PARAM_STRING = 7;
+
+/** Identity of a client that has no kernel credentials: what TLS and SASL proved (NOTES §5.1). */
+export function remoteIdentityParams(c: ClientConnection): TypedParam[] {
+  const params: TypedParam[] = [];
+  if (c.saslUserName !== null) {
+    params.push({ field: 'sasl-user-name', type: VIR_TYPED_PARAM_STRING, value: c.saslUserName });
+  }
+  if (c.x509DName !== null) {
+    params.push({ field: 'x509-distinguished-name', type: VIR_TYPED_PARAM_STRING, value: c.x509DName });
+  }
+  return params;
+}
+
+/** The TLS service's live state, kept so SIGHUP can swap certificates and allow-lists. */
+export interface RemoteServices {
+  tls: TlsAcceptor | null;
+  /** The loaded material behind `tls`, for reload comparisons and logs. */
+  tlsMaterial: ServerTls | null;
+}
+
+/** Loads the TLS material for `settings`; throws CodedError with a message naming the problem. */
+export function loadTls(d: Daemon, settings: TlsSettings): ServerTls {
+  const material = loadServerTls(settings, d.privileged, homedir(), (m) => d.logger.log('warn', m));
+  for (const w of material.warnings) d.logger.log('warn', w);
+  return material;
+}
+
+export function tcpService(d: Daemon): ServiceInfo {
+  return { name: 'tcp', readonly: false, auth: d.config.auth_tcp, transport: 'tcp' };
+}
+
+export function tlsService(d: Daemon): ServiceInfo {
+  return { name: 'tls', readonly: false, auth: d.config.auth_tls, transport: 'tls' };
+}
+
+/** Registers `servers` as the TLS service: each connection is handshaken, then admitted. */
+export function addTlsListeners(d: Daemon, rs: RemoteServices, servers: net.Server[]): void {
+  const acceptor = rs.tls;
+  if (acceptor === null) throw new Error('TLS service without TLS material');
+  const service = tlsService(d);
+  for (const server of servers) {
+    d.addListener({ server, unlinkPath: null, service, onConnection: (raw) => acceptor.accept(raw) });
+  }
+}
+
+export function addTcpListeners(d: Daemon, servers: net.Server[]): void {
+  const service = tcpService(d);
+  for (const server of servers) d.addListener({ server, unlinkPath: null, service });
+}
+
+/** Builds the TLS acceptor (material loaded and checked) into `rs`. */
+export function prepareTls(d: Daemon, rs: RemoteServices): TlsAcceptor {
+  const material = loadTls(d, d.config);
+  const service = tlsService(d);
+  rs.tlsMaterial = material;
+  rs.tls = new TlsAcceptor(
+    { secure: material.secure, checkPeer: material.checkPeer },
+    {
+      ready: (sock) => d.server.accept(sock, service),
+      refused: (remote, reason) => d.logger.log('warn', `TLS client ${remote} refused: ${reason}`),
+      handshakeFailed: (remote, reason) =>
+        d.logger.log('info', `TLS handshake with ${remote} failed: ${reason}`),
+    },
+  );
+  return rs.tls;
+}
+
+/**
+ * Manual mode: the listeners listen_tcp / listen_tls ask for. On failure closes what it opened
+ * and rethrows (the caller exits with libvirt's network-setup status).
+ */
+export async function setupRemoteServices(d: Daemon): Promise<RemoteServices> {
+  const c = d.config;
+  const rs: RemoteServices = { tls: null, tlsMaterial: null };
+  const backlog = c.max_queued_clients || 30;
+  const opened: net.Server[] = [];
+  try {
+    if (c.listen_tls) {
+      prepareTls(d, rs);
+      const servers = await listenTcp({ host: c.listen_addr, port: c.tls_port, backlog });
+      opened.push(...servers);
+      addTlsListeners(d, rs, servers);
+      d.logger.log('debug', `listening for TLS on port ${c.tls_port}`);
+    }
+    if (c.listen_tcp) {
+      const servers = await listenTcp({ host: c.listen_addr, port: c.tcp_port, backlog });
+      opened.push(...servers);
+      addTcpListeners(d, servers);
+      d.logger.log('debug', `listening for TCP on port ${c.tcp_port}`);
+    }
+  } catch (e) {
+    for (const s of opened) s.close();
+    throw e;
+  }
+  return rs;
+}
