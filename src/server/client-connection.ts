@@ -173,9 +173,19 @@ export interface ClientHooks {
   log(level: 'debug' | 'info' | 'warn' | 'error', msg: string): void;
 }
 
+/** Reading stopped because too much is queued for the backend (see `queue`). */
 const PAUSE_THROTTLE = 1;
-const PAUSE_BACKEND_FULL = 2;
 const PAUSE_OPENING = 4;
+/** After CONNECT_CLOSE nothing more is read. */
+const PAUSE_CLOSING = 8;
+
+/**
+ * Bounds on what a client may have queued beyond max_client_requests (or while its backend leg is
+ * full) before the proxy stops reading it. Past them the kernel buffers push back, as in libvirt;
+ * below them the proxy keeps reading, so keepalive PINGs are still seen and answered.
+ */
+export const QUEUE_MAX_BYTES = 1024 * 1024;
+export const QUEUE_MAX_FRAMES = 1024;
 
 export class ClientConnection {
   state: ClientState;
@@ -201,6 +211,14 @@ export class ClientConnection {
   /** A CALL_WITH_FDS frame waiting for its fds to arrive. */
   private fdFrame: { frame: Buffer; n: number; discard: boolean } | null = null;
   private pauseMask = 0;
+  /**
+   * Frames read while the request limit is reached or the backend leg is full, kept (as copies) in
+   * arrival order until they may be forwarded; with their fds for CALL_WITH_FDS.
+   */
+  private queue: Array<{ frame: Buffer; fds: number[] | null }> = [];
+  private queuedBytes = 0;
+  private backendFull = false;
+  private limitWarned = false;
   private closeCallback = false;
   private closingSerial = -1;
   readonly keepalive: Keepalive;
@@ -224,6 +242,11 @@ export class ClientConnection {
       count: limits.keepaliveCount,
       sendPing: () => this.send(PING_FRAME),
       onDead: () => {
+        if (this.pauseMask !== 0 && this.state !== 'closed') {
+          // We stopped reading this client (queue full, open or auth pending): its silence is ours.
+          this.keepalive.start();
+          return;
+        }
         this.closeReason = 'keepalive timeout';
         this.destroy();
       },
@@ -247,6 +270,11 @@ export class ClientConnection {
 
   get inflightCount(): number {
     return this.inflight.size;
+  }
+
+  /** Frames read but held back by the request limit or a full backend leg. */
+  get queuedCount(): number {
+    return this.queue.length;
   }
 
   transition(next: ClientState): void {
@@ -308,8 +336,8 @@ export class ClientConnection {
         remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, 'hypervisor connection not open'),
       );
     }
-    const prog = frame.readUInt32BE(OFF_PROG);
-    this.track(frame.readUInt32BE(OFF_SERIAL), prog, frame.readInt32BE(OFF_PROC));
+    if (this.mustQueue(true)) return this.enqueue(frame, fds);
+    this.track(frame);
     b.writeWithFds(frame, fds);
   }
 
@@ -353,11 +381,11 @@ export class ClientConnection {
       if (pinfo === undefined || pinfo.event)
         return this.replyError(frame, rpcError(`unknown procedure: ${proc}`));
       if (prog === REMOTE_PROGRAM && LOCAL_WHEN_OPEN[proc] === 1) return this.dispatchLocalOpen(frame, proc);
-      this.forwardCall(frame, prog, proc);
+      this.forwardCall(frame);
       return;
     }
     if (type === VIR_NET_STREAM || type === VIR_NET_STREAM_HOLE) {
-      if (programFor(prog, frame.readUInt32BE(OFF_VERS)) !== null) this.forward(frame);
+      if (programFor(prog, frame.readUInt32BE(OFF_VERS)) !== null) this.forwardStream(frame);
       return;
     }
     if (type === VIR_NET_CALL_WITH_FDS) return this.openCallWithFds(frame, prog);
@@ -379,27 +407,88 @@ export class ClientConnection {
     this.callWithFds(frame);
   }
 
-  private track(serial: number, prog: number, proc: number): void {
+  private track(frame: Buffer): void {
+    const prog = frame.readUInt32BE(OFF_PROG);
     this.inflight.set(
-      serial,
-      (prog === REMOTE_PROGRAM ? 0 : prog === QEMU_PROGRAM ? 1 : 2) * 0x1000000 + proc,
+      frame.readUInt32BE(OFF_SERIAL),
+      (prog === REMOTE_PROGRAM ? 0 : prog === QEMU_PROGRAM ? 1 : 2) * 0x1000000 + frame.readInt32BE(OFF_PROC),
     );
-    if (this.inflight.size >= this.limits.maxClientRequests) this.pause(PAUSE_THROTTLE);
   }
 
-  private forwardCall(frame: Buffer, prog: number, proc: number): void {
-    const serial = frame.readUInt32BE(OFF_SERIAL);
-    this.inflight.set(
-      serial,
-      (prog === REMOTE_PROGRAM ? 0 : prog === QEMU_PROGRAM ? 1 : 2) * 0x1000000 + proc,
+  /**
+   * True when a frame must wait: something is already waiting (order is kept), the backend leg is
+   * full, or (for a call) max_client_requests calls are in flight.
+   */
+  private mustQueue(call: boolean): boolean {
+    return (
+      this.queue.length !== 0 ||
+      this.backendFull ||
+      (call && this.inflight.size >= this.limits.maxClientRequests)
     );
-    if (this.inflight.size >= this.limits.maxClientRequests) this.pause(PAUSE_THROTTLE);
+  }
+
+  private forwardCall(frame: Buffer): void {
+    if (this.mustQueue(true)) return this.enqueue(frame, null);
+    this.track(frame);
+    this.forward(frame);
+  }
+
+  private forwardStream(frame: Buffer): void {
+    if (this.mustQueue(false)) return this.enqueue(frame, null);
     this.forward(frame);
   }
 
   private forward(frame: Buffer): void {
     const b = this.backend;
-    if (b !== null && !b.write(frame)) this.pause(PAUSE_BACKEND_FULL);
+    if (b !== null && !b.write(frame)) this.backendFull = true;
+  }
+
+  /**
+   * Where libvirt stops reading a client at max_client_requests, the proxy keeps reading and holds
+   * further frames here, so keepalive PINGs are still answered; it stops reading only once the
+   * queue passes QUEUE_MAX_BYTES / QUEUE_MAX_FRAMES.
+   */
+  private enqueue(frame: Buffer, fds: number[] | null): void {
+    if (!this.limitWarned && this.inflight.size >= this.limits.maxClientRequests) {
+      this.limitWarned = true;
+      this.hooks.log(
+        'warn',
+        `client ${this.id} reached max_client_requests (${this.limits.maxClientRequests}); ` +
+          'further calls wait in the proxy until replies come back',
+      );
+    }
+    // A copy: the frame may be a view into a large socket chunk that would otherwise stay alive.
+    this.queue.push({ frame: Buffer.from(frame), fds });
+    this.queuedBytes += frame.length;
+    if (this.queuedBytes >= QUEUE_MAX_BYTES || this.queue.length >= QUEUE_MAX_FRAMES) {
+      this.pause(PAUSE_THROTTLE);
+    }
+  }
+
+  /** Forwards queued frames while the request limit and the backend leg allow. */
+  private drainQueue(): void {
+    const b = this.backend;
+    if (b === null) return;
+    while (this.queue.length !== 0 && !this.backendFull) {
+      const head = this.queue[0] as { frame: Buffer; fds: number[] | null };
+      const type = head.frame.readInt32BE(OFF_TYPE);
+      const call = type === VIR_NET_CALL || type === VIR_NET_CALL_WITH_FDS;
+      if (call && this.inflight.size >= this.limits.maxClientRequests) break;
+      this.queue.shift();
+      this.queuedBytes -= head.frame.length;
+      if (call) this.track(head.frame);
+      if (head.fds !== null) b.writeWithFds(head.frame, head.fds);
+      else this.forward(head.frame);
+    }
+    if (this.queuedBytes < QUEUE_MAX_BYTES / 2 && this.queue.length < QUEUE_MAX_FRAMES / 2) {
+      this.unpause(PAUSE_THROTTLE);
+    }
+  }
+
+  private dropQueue(): void {
+    for (const q of this.queue) if (q.fds !== null) closeFds(q.fds);
+    this.queue = [];
+    this.queuedBytes = 0;
   }
 
   private backendOnFrame(frame: Buffer, fds: number[] | null): void {
@@ -411,9 +500,7 @@ export class ClientConnection {
     const type = frame.readInt32BE(OFF_TYPE);
     if (type === VIR_NET_REPLY || type === VIR_NET_REPLY_WITH_FDS) {
       const serial = frame.readUInt32BE(OFF_SERIAL);
-      if (this.inflight.delete(serial) && this.inflight.size < this.limits.maxClientRequests) {
-        this.unpause(PAUSE_THROTTLE);
-      }
+      if (this.inflight.delete(serial) && this.queue.length !== 0) this.drainQueue();
       if (serial === this.closingSerial && frame.readInt32BE(OFF_PROC) === REMOTE_PROC_CONNECT_CLOSE) {
         this.socket.write(frame);
         this.finishClose();
@@ -425,9 +512,7 @@ export class ClientConnection {
 
   private replyWithFds(frame: Buffer, fds: number[]): void {
     const serial = frame.readUInt32BE(OFF_SERIAL);
-    if (this.inflight.delete(serial) && this.inflight.size < this.limits.maxClientRequests) {
-      this.unpause(PAUSE_THROTTLE);
-    }
+    if (this.inflight.delete(serial) && this.queue.length !== 0) this.drainQueue();
     if (!this.source.passesFds) {
       closeFds(fds);
       this.send(
@@ -462,6 +547,11 @@ export class ClientConnection {
       );
     }
     this.inflight.clear();
+    for (const q of this.queue) {
+      const h = readHeader(q.frame);
+      if (h.type === VIR_NET_CALL || h.type === VIR_NET_CALL_WITH_FDS) this.send(errorReply(h, err));
+    }
+    this.dropQueue();
     if (this.closeCallback) {
       const why =
         reason === 'keepalive'
@@ -498,8 +588,8 @@ export class ClientConnection {
       case REMOTE_PROC_CONNECT_CLOSE:
         // Forward so the reply is ordered after every earlier reply; close when it comes back.
         this.closingSerial = h.serial;
-        this.forwardCall(frame, REMOTE_PROGRAM, proc);
-        this.pause(PAUSE_THROTTLE);
+        this.forwardCall(frame);
+        this.pause(PAUSE_CLOSING);
         return;
       case REMOTE_PROC_CONNECT_SUPPORTS_FEATURE:
         return this.supportsFeature(frame, h, true);
@@ -510,10 +600,10 @@ export class ClientConnection {
         return this.setIdentity(frame, h);
       case REMOTE_PROC_CONNECT_REGISTER_CLOSE_CALLBACK:
         this.closeCallback = true;
-        return this.forwardCall(frame, REMOTE_PROGRAM, proc);
+        return this.forwardCall(frame);
       case REMOTE_PROC_CONNECT_UNREGISTER_CLOSE_CALLBACK:
         this.closeCallback = false;
-        return this.forwardCall(frame, REMOTE_PROGRAM, proc);
+        return this.forwardCall(frame);
       default:
         return this.authProc(frame, h, proc);
     }
@@ -631,7 +721,7 @@ export class ClientConnection {
       this.send(okReply(h, encodeInt(this.source.passesFds ? 1 : 0)));
       return;
     }
-    this.forwardCall(frame, REMOTE_PROGRAM, h.proc);
+    this.forwardCall(frame);
   }
 
   private setIdentity(frame: Buffer, h: MessageHeader): void {
@@ -670,7 +760,10 @@ export class ClientConnection {
           (f, fds) => this.backendOnFrame(f, fds),
           (reason) => this.backendOnClose(reason),
         );
-        leg.onDrain(() => this.unpause(PAUSE_BACKEND_FULL));
+        leg.onDrain(() => {
+          this.backendFull = false;
+          this.drainQueue();
+        });
         this.transition('open');
         this.send(okReply(h));
         this.releaseHeld();
@@ -750,6 +843,7 @@ export class ClientConnection {
     this.decoder.stop();
     this.source.close();
     this.fdQueue.closeAll();
+    this.dropQueue();
     const b = this.backend;
     this.backend = null;
     b?.close();
