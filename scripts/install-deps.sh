@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything building and testing the proxy needs on a Debian 12 machine, then builds it:
 # libvirt's daemon, clients and Python bindings (the real backend and real clients of the e2e tests),
-# QEMU for TCG guests, Cyrus SASL and GnuTLS tools, the node-gyp toolchain, the npm packages.
+# QEMU for TCG guests, Cyrus SASL and GnuTLS tools, polkit, the node-gyp toolchain, the npm packages.
 # Idempotent and quick when nothing is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,9 @@ debian_packages=(
   libvirt-daemon libvirt-daemon-system libvirt-clients python3-libvirt qemu-system-x86
   libsasl2-dev sasl2-bin libsasl2-modules gnutls-bin openssl
   g++ make python3 procps
+  # polkit for auth_unix_* = "polkit": pkcheck (the proxy's check), polkitd and a dbus-daemon the
+  # polkit e2e test runs on a private bus. Neither daemon is started by installing them here.
+  polkitd dbus-daemon
 )
 
 missing=()
