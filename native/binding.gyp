@@ -13,12 +13,14 @@
         "src/notify.cc",
         "src/lock.cc",
         "src/reader.cc",
+        "src/sasl.cc",
         "src/test-helpers.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api"
       ],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"],
+      "libraries": ["-lsasl2"],
       "defines": ["NAPI_VERSION=8"]
     }
   ]

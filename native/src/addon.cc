@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   virtproxyd::InitNotify(env, exports);
   virtproxyd::InitLock(env, exports);
   virtproxyd::InitReader(env, exports);
+  virtproxyd::InitSasl(env, exports);
   virtproxyd::InitTestHelpers(env, exports);
   return exports;
 }

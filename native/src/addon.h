@@ -15,6 +15,7 @@ void InitFdPass(Napi::Env env, Napi::Object exports);
 void InitNotify(Napi::Env env, Napi::Object exports);
 void InitLock(Napi::Env env, Napi::Object exports);
 void InitReader(Napi::Env env, Napi::Object exports);
+void InitSasl(Napi::Env env, Napi::Object exports);
 void InitTestHelpers(Napi::Env env, Napi::Object exports);
 
 // Throws a JS Error shaped like Node's own system errors (code = errno name,

@@ -47,6 +47,10 @@ export const IMPLEMENTED_KEYS: ReadonlySet<string> = new Set([
   'tls_no_verify_certificate',
   'tls_allowed_dn_list',
   'tls_priority',
+  // SASL
+  'auth_tcp',
+  'tcp_min_ssf',
+  'sasl_allowed_username_list',
 ]);
 
 /** Every key virtproxyd's libvirt build reads, in the order libvirt reads them. */

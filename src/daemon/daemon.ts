@@ -13,6 +13,7 @@ import { ProxyOpener } from '../proxy/proxy-opener.js';
 import type { ClientConnection, ServiceInfo } from '../server/client-connection.js';
 import { RpcServer } from '../server/server.js';
 import { tlsPeerDName } from '../transport/tls-server.js';
+import { saslOutcome, type SaslAuthenticator } from '../auth/sasl-auth.js';
 import { remoteIdentityParams } from './remote-services.js';
 import type { Logger } from './logger.js';
 import type { DaemonPaths } from './paths.js';
@@ -30,6 +31,8 @@ export class Daemon {
   readonly server: RpcServer;
   readonly opener: ProxyOpener;
   readonly listeners: Listener[] = [];
+  /** Cyrus SASL state; exists only when some service authenticates with SASL (as in libvirt). */
+  sasl: SaslAuthenticator | null = null;
   /** Seconds without clients before exiting; 0 = never (-t, admin daemon-timeout). */
   private idleTimeout: number;
   private idleTimer: NodeJS.Timeout | null = null;
@@ -68,6 +71,7 @@ export class Daemon {
         maxClientRequests: Math.max(1, config.max_client_requests),
       },
       hooks: {
+        sasl: (c, proc, payload) => saslOutcome(this.sasl, c, proc, payload),
         openBackend: (c, name, ro) => this.opener.open(c, name, ro),
         authorizePolkit: (c) => authorizePolkit(c),
         closed: (c, reason) => logger.log('info', `client ${c.id} disconnected: ${reason}`),
@@ -89,6 +93,7 @@ export class Daemon {
       }
     }
     if (c.service.transport === 'tls') c.x509DName = tlsPeerDName(c.socket);
+    if (c.service.auth === 'sasl') c.socket.once('close', () => this.sasl?.forget(c));
     this.logger.log('debug', `client ${c.id} connected on ${c.service.name}`);
   }
 

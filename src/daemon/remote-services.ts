@@ -4,7 +4,9 @@
 
 import { homedir } from 'node:os';
 import type net from 'node:net';
+import { SaslAuthenticator } from '../auth/sasl-auth.js';
 import { loadServerTls, type ServerTls, type TlsSettings } from '../auth/tls-material.js';
+import { native } from '../native/native.js';
 import type { TypedParam } from '../protocol/payloads.js';
 import type { ClientConnection, ServiceInfo } from '../server/client-connection.js';
 import { listenTcp } from '../transport/tcp-listener.js';
@@ -80,6 +82,25 @@ export function prepareTls(d: Daemon, rs: RemoteServices): TlsAcceptor {
 }
 
 /**
+ * Creates the Cyrus SASL state when a service that exists authenticates with SASL (libvirt makes
+ * its SASL context only then, so /etc/sasl2/libvirt.conf is read only then).
+ */
+export function setupSasl(d: Daemon, tcp: boolean, tls: boolean): void {
+  const c = d.config;
+  const uses =
+    (tcp && c.auth_tcp === 'sasl') ||
+    (tls && c.auth_tls === 'sasl') ||
+    c.auth_unix_rw === 'sasl' ||
+    c.auth_unix_ro === 'sasl';
+  if (!uses || d.sasl !== null) return;
+  d.sasl = new SaslAuthenticator(
+    { tcpMinSsf: c.tcp_min_ssf, allowedUsers: c.sasl_allowed_username_list },
+    native(),
+    (level, msg) => d.logger.log(level, msg),
+  );
+}
+
+/**
  * Manual mode: the listeners listen_tcp / listen_tls ask for. On failure closes what it opened
  * and rethrows (the caller exits with libvirt's network-setup status).
  */
@@ -88,6 +109,7 @@ export async function setupRemoteServices(d: Daemon): Promise<RemoteServices> {
   const rs: RemoteServices = { tls: null, tlsMaterial: null };
   const backlog = c.max_queued_clients || 30;
   const opened: net.Server[] = [];
+  setupSasl(d, c.listen_tcp, c.listen_tls);
   try {
     if (c.listen_tls) {
       prepareTls(d, rs);

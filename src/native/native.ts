@@ -38,10 +38,31 @@ export interface NativeApi {
    * Reads a unix stream socket with recvmsg() on Node's loop, keeping passed fds: `onChunk` gets
    * each chunk with the fds that came with it (null chunk: end of stream when errno is 0).
    */
+  /** sasl_server_init for an application name (Cyrus reads <name>.conf); later calls are no-ops. */
+  saslServerInit(appName: string): void;
+  /** A server session; addresses as libvirt formats them ("ip;port"). */
+  SaslServer: new (service: string, localAddr: string | null, remoteAddr: string | null) => SaslServerHandle;
   FdReader: new (
     fd: number,
     onChunk: (chunk: Buffer | null, fds: number[] | null, errno: number) => void,
   ) => FdReaderHandle;
+}
+
+/** One Cyrus SASL server session (native/src/sasl.cc); methods throw code 'ESASL' on failure. */
+export interface SaslServerHandle {
+  setExternalSsf(ssf: number): void;
+  setSecurityProps(minSsf: number, maxSsf: number, allowAnonymous: boolean, maxBufSize: number): void;
+  /** sasl_listmech joined by ','. */
+  listMechanisms(): string;
+  /** `done` true for SASL_OK, false for SASL_CONTINUE; data null when Cyrus produced none. */
+  start(mech: string, data: Buffer | null): { done: boolean; data: Buffer | null };
+  step(data: Buffer | null): { done: boolean; data: Buffer | null };
+  userName(): string | null;
+  ssf(): number;
+  maxOutput(): number;
+  encode(data: Buffer): Buffer;
+  decode(data: Buffer): Buffer;
+  dispose(): void;
 }
 
 export interface FdReaderHandle {

@@ -76,6 +76,7 @@ import { remoteError, rpcError, type RemoteError } from '../protocol/remote-erro
 import { startReading, type ChunkSource } from '../transport/chunk-source.js';
 import { FdQueue, closeFds } from '../transport/fd-queue.js';
 import { OrderedWriter } from '../transport/ordered-writer.js';
+import { SecurityLayerWriter, type SecurityLayer } from '../transport/sasl-layer.js';
 import { validateIdentityParams } from './identity-params.js';
 import { Keepalive } from './keepalive.js';
 import { PONG_FRAME, errorReply, okReply } from './messages.js';
@@ -171,6 +172,16 @@ export interface ClientHooks {
   authorizePolkit(client: ClientConnection): Promise<RemoteError | null>;
   closed(client: ClientConnection, reason: string): void;
   log(level: 'debug' | 'info' | 'warn' | 'error', msg: string): void;
+  /** Runs AUTH_SASL_INIT/START/STEP for the client (absent: SASL calls fail as unsupported). */
+  sasl?(client: ClientConnection, proc: number, payload: Buffer): SaslOutcome;
+}
+
+/** What one SASL call produced: a reply body or an error, and on success the authenticated user. */
+export interface SaslOutcome {
+  payload: Buffer | null;
+  error: RemoteError | null;
+  /** Set when this reply completes authentication; `layer` wraps every later byte (SSF > 0). */
+  done: { userName: string; layer: SecurityLayer | null } | null;
 }
 
 /** Reading stopped because too much is queued for the backend (see `queue`). */
@@ -206,7 +217,9 @@ export class ClientConnection {
   private readonly inflight = new Map<number, number>();
   private held: Buffer[] = [];
   private readonly source: ChunkSource;
-  private readonly out: OrderedWriter;
+  private out: Pick<OrderedWriter, 'write' | 'writeWithFds'>;
+  /** The SASL security layer, once one is negotiated; null keeps the plain paths untouched. */
+  private layer: SecurityLayer | null = null;
   private readonly fdQueue = new FdQueue();
   /** A CALL_WITH_FDS frame waiting for its fds to arrive. */
   private fdFrame: { frame: Buffer; n: number; discard: boolean } | null = null;
@@ -286,6 +299,13 @@ export class ClientConnection {
   }
 
   private socketOnChunk(chunk: Buffer, fds: number[] | null): void {
+    if (this.layer !== null) {
+      try {
+        chunk = this.layer.decode(chunk);
+      } catch (e) {
+        return this.protocolError(new CodedError('ESASL', `SASL security layer: ${(e as Error).message}`));
+      }
+    }
     if (fds !== null) {
       this.fdQueue.add(fds);
       if (this.fdFrame !== null) this.fdsArrived();
@@ -502,7 +522,7 @@ export class ClientConnection {
       const serial = frame.readUInt32BE(OFF_SERIAL);
       if (this.inflight.delete(serial) && this.queue.length !== 0) this.drainQueue();
       if (serial === this.closingSerial && frame.readInt32BE(OFF_PROC) === REMOTE_PROC_CONNECT_CLOSE) {
-        this.socket.write(frame);
+        this.out.write(frame);
         this.finishClose();
         return;
       }
@@ -647,7 +667,7 @@ export class ClientConnection {
     this.replyError(frame, remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, what));
   }
 
-  private authProc(_frame: Buffer, h: MessageHeader, proc: number): void {
+  private authProc(frame: Buffer, h: MessageHeader, proc: number): void {
     const authFailed = remoteError(VIR_ERR_AUTH_FAILED, VIR_FROM_RPC, 'authentication failed');
     if (proc === REMOTE_PROC_AUTH_LIST) {
       if (this.state !== 'need-auth') {
@@ -687,6 +707,27 @@ export class ClientConnection {
           this.send(errorReply(h, authFailed));
         },
       );
+      return;
+    }
+    const sasl = this.hooks.sasl;
+    if (
+      sasl !== undefined &&
+      (proc === REMOTE_PROC_AUTH_SASL_INIT ||
+        proc === REMOTE_PROC_AUTH_SASL_START ||
+        proc === REMOTE_PROC_AUTH_SASL_STEP)
+    ) {
+      const r = sasl(this, proc, framePayload(frame));
+      if (r.error !== null) return this.send(errorReply(h, r.error));
+      // The completing reply still goes out in clear; the layer starts with the next byte.
+      this.send(okReply(h, r.payload));
+      if (r.done !== null) {
+        this.saslUserName = r.done.userName;
+        if (this.state === 'need-auth') this.transition('ready');
+        if (r.done.layer !== null) {
+          this.layer = r.done.layer;
+          this.out = new SecurityLayerWriter(this.socket, r.done.layer);
+        }
+      }
       return;
     }
     this.send(errorReply(h, authFailed));
