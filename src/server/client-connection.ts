@@ -189,6 +189,8 @@ const PAUSE_THROTTLE = 1;
 const PAUSE_OPENING = 4;
 /** After CONNECT_CLOSE nothing more is read. */
 const PAUSE_CLOSING = 8;
+/** The client is not reading what the proxy answers itself: read no more until its socket drains. */
+const PAUSE_OUTPUT_FULL = 16;
 
 /**
  * Bounds on what a client may have queued beyond max_client_requests (or while its backend leg is
@@ -274,7 +276,10 @@ export class ClientConnection {
       this.closeReason = `socket error: ${e.message}`;
     });
     socket.on('close', () => this.socketOnClose());
-    socket.on('drain', () => this.backendResume());
+    socket.on('drain', () => {
+      this.unpause(PAUSE_OUTPUT_FULL);
+      this.backendResume();
+    });
   }
 
   get authenticated(): boolean {
@@ -844,7 +849,10 @@ export class ClientConnection {
   }
 
   send(frame: Buffer): void {
-    if (this.socket.writable) this.out.write(frame);
+    if (!this.socket.writable) return;
+    // Replies the proxy makes itself (PONGs, errors) cost the client one small frame each; one that
+    // never reads them would otherwise grow the write queue without bound.
+    if (!this.out.write(frame)) this.pause(PAUSE_OUTPUT_FULL);
   }
 
   private pause(bit: number): void {
