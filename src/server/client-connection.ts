@@ -235,7 +235,8 @@ export class ClientConnection {
   private backendFull = false;
   private limitWarned = false;
   private closeCallback = false;
-  private closingSerial = -1;
+  /** A CONNECT_CLOSE waiting for the replies to earlier calls before it is answered. */
+  private closingCall: MessageHeader | null = null;
   readonly keepalive: Keepalive;
   closeReason = 'closed by peer';
 
@@ -367,6 +368,8 @@ export class ClientConnection {
   }
 
   private clientOnFrame(frame: Buffer): void {
+    // After CONNECT_CLOSE the client gets its outstanding replies but nothing else is read.
+    if (this.closingCall !== null) return;
     this.keepalive.received();
     const prog = frame.readUInt32BE(OFF_PROG);
     const type = frame.readInt32BE(OFF_TYPE);
@@ -526,13 +529,9 @@ export class ClientConnection {
     if (type === VIR_NET_REPLY || type === VIR_NET_REPLY_WITH_FDS) {
       const serial = frame.readUInt32BE(OFF_SERIAL);
       if (this.inflight.delete(serial) && this.queue.length !== 0) this.drainQueue();
-      if (serial === this.closingSerial && frame.readInt32BE(OFF_PROC) === REMOTE_PROC_CONNECT_CLOSE) {
-        this.out.write(frame);
-        this.finishClose();
-        return;
-      }
     }
     if (!this.out.write(frame)) this.backend?.pause();
+    this.answerCloseWhenIdle();
   }
 
   private replyWithFds(frame: Buffer, fds: number[]): void {
@@ -546,6 +545,18 @@ export class ClientConnection {
       return;
     }
     this.out.writeWithFds(frame, fds);
+    this.answerCloseWhenIdle();
+  }
+
+  /** Answers a pending CONNECT_CLOSE once no earlier call awaits its reply, then closes. */
+  private answerCloseWhenIdle(): void {
+    const h = this.closingCall;
+    if (h === null || this.inflight.size > 0 || this.queue.length > 0) return;
+    this.closingCall = null;
+    this.send(okReply(h));
+    this.finishClose();
+    // Read again only to notice the client's EOF; a closing client's frames are dropped.
+    this.unpause(PAUSE_CLOSING);
   }
 
   private backendResume(): void {
@@ -577,6 +588,10 @@ export class ClientConnection {
       if (h.type === VIR_NET_CALL || h.type === VIR_NET_CALL_WITH_FDS) this.send(errorReply(h, err));
     }
     this.dropQueue();
+    if (this.closingCall !== null) {
+      this.send(okReply(this.closingCall));
+      this.closingCall = null;
+    }
     if (this.closeCallback) {
       const why =
         reason === 'keepalive'
@@ -611,10 +626,11 @@ export class ClientConnection {
           remoteError(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, 'connection already open'),
         );
       case REMOTE_PROC_CONNECT_CLOSE:
-        // Forward so the reply is ordered after every earlier reply; close when it comes back.
-        this.closingSerial = h.serial;
-        this.forwardCall(frame);
+        // Answered here, but only after the replies to every earlier call: a daemon runs calls
+        // concurrently and would answer a forwarded CONNECT_CLOSE first. Read nothing more meanwhile.
+        this.closingCall = h;
         this.pause(PAUSE_CLOSING);
+        this.answerCloseWhenIdle();
         return;
       case REMOTE_PROC_CONNECT_SUPPORTS_FEATURE:
         return this.supportsFeature(frame, h, true);
