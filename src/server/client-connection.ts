@@ -615,6 +615,9 @@ export class ClientConnection {
     }
     this.transition('closing');
     this.socket.end();
+    // Whatever paused reading (a full queue, a pending close) no longer matters, and only reading
+    // lets us see the client's EOF and release the connection.
+    this.unpause(this.pauseMask);
   }
 
   private dispatchLocalOpen(frame: Buffer, proc: number): void {
