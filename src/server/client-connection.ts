@@ -897,6 +897,10 @@ export class ClientConnection {
     this.closeReason = 'closed by client (CONNECT_CLOSE)';
     if (this.state !== 'closing') this.transition('closing');
     this.socket.end();
+    // Read on, whatever paused us: only reading sees the peer's EOF that completes the close
+    // (frames are ignored once closing).
+    this.pauseMask = PAUSE_CLOSING;
+    this.unpause(PAUSE_CLOSING);
   }
 
   /** Immediate close (admin disconnect, keepalive death, protocol error). */
