@@ -14,6 +14,7 @@ import type { ClientConnection, ServiceInfo } from '../server/client-connection.
 import { RpcServer } from '../server/server.js';
 import { tlsPeerDName } from '../transport/tls-server.js';
 import { saslOutcome, type SaslAuthenticator } from '../auth/sasl-auth.js';
+import type { SocketActivation } from '../transport/socket-activation.js';
 import { remoteIdentityParams } from './remote-services.js';
 import type { Logger } from './logger.js';
 import type { DaemonPaths } from './paths.js';
@@ -33,6 +34,8 @@ export class Daemon {
   readonly listeners: Listener[] = [];
   /** Cyrus SASL state; exists only when some service authenticates with SASL (as in libvirt). */
   sasl: SaslAuthenticator | null = null;
+  /** Sockets passed by systemd; services claim theirs by unit name. null = manual mode. */
+  activation: SocketActivation | null = null;
   /** Seconds without clients before exiting; 0 = never (-t, admin daemon-timeout). */
   private idleTimeout: number;
   private idleTimer: NodeJS.Timeout | null = null;

@@ -8,7 +8,10 @@ import { ConfigError } from '../config/conf-parser.js';
 import { CliError, VERSION_LINE, parseCli, usage, type CliOptions } from './cli.js';
 import { Daemon } from './daemon.js';
 import { setupMainServices } from './services.js';
-import { setupRemoteServices } from './remote-services.js';
+import { setupRemoteServices, type RemoteServices } from './remote-services.js';
+import { installReload } from './reload.js';
+import { installRestart } from './restart.js';
+import { systemdNotify, takeSocketActivation } from '../transport/socket-activation.js';
 import { setupLogging, userCacheDir, type Logger } from './logger.js';
 import { LOCALSTATEDIR, daemonPaths } from './paths.js';
 import { PidFile } from './pid-file.js';
@@ -124,9 +127,16 @@ export async function main(argv: readonly string[]): Promise<void> {
     pidFile?.release();
     process.exit(code);
   });
+  // Socket activation (systemd, or our own predecessor on restart) replaces the config's sockets.
+  daemon.activation = takeSocketActivation(process.env, process.pid, (m) => logger.log('error', m));
+  let remote: RemoteServices = { tls: null, tlsMaterial: null };
   try {
     await setupMainServices(daemon);
-    await setupRemoteServices(daemon);
+    remote = await setupRemoteServices(daemon);
+    const unclaimed = daemon.activation?.unclaimed() ?? [];
+    if (unclaimed.length > 0) {
+      throw new Error(`Some activation file descriptors are unclaimed: ${unclaimed.join(', ')}`);
+    }
   } catch (e) {
     pidFile?.release();
     fatal(EXIT_NETWORK, (e as Error).message);
@@ -135,9 +145,18 @@ export async function main(argv: readonly string[]): Promise<void> {
   daemon.clientCountChanged();
   logger.log('info', `${VERSION_LINE} ready`);
   report(null);
+  const notify = (msg: string): void => {
+    try {
+      systemdNotify(msg);
+    } catch (e) {
+      logger.log('warn', `sd_notify failed: ${(e as Error).message}`);
+    }
+  };
+  notify('READY=1');
 
   const stop = (sig: string): void => {
     logger.log('info', `received ${sig}, shutting down`);
+    notify('STOPPING=1');
     void daemon.stop().then(() => {
       pidFile?.release();
       process.exit(0);
@@ -146,9 +165,29 @@ export async function main(argv: readonly string[]): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGQUIT', () => stop('SIGQUIT'));
-  process.on('SIGHUP', () =>
-    logger.log('info', 'SIGHUP: nothing to reload yet (configuration is read at startup)'),
-  );
+  installReload({
+    daemon,
+    remote,
+    configFile,
+    configMustExist: cli.config !== null,
+    privileged,
+    verbose: cli.verbose,
+    env: process.env,
+  });
+  installRestart({
+    daemon,
+    argv,
+    statusFdEnv: DAEMON_CHILD_ENV,
+    pidFile:
+      pidPath === ''
+        ? null
+        : {
+            release: () => pidFile?.release(),
+            reacquire: () => {
+              pidFile = PidFile.acquire(pidPath);
+            },
+          },
+  });
   process.on('SIGPIPE', () => undefined);
 }
 

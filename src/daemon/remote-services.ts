@@ -3,15 +3,18 @@
 // before they become clients; remote clients' identity is their x509 DN and SASL user name.
 
 import { homedir } from 'node:os';
-import type net from 'node:net';
+import net from 'node:net';
+import { socketMode } from '../config/daemon-config.js';
 import { SaslAuthenticator } from '../auth/sasl-auth.js';
 import { loadServerTls, type ServerTls, type TlsSettings } from '../auth/tls-material.js';
 import { native } from '../native/native.js';
 import type { TypedParam } from '../protocol/payloads.js';
 import type { ClientConnection, ServiceInfo } from '../server/client-connection.js';
+import { listenOnFds, listenUnixReplacing } from '../transport/socket-activation.js';
 import { listenTcp } from '../transport/tcp-listener.js';
 import { TlsAcceptor } from '../transport/tls-server.js';
 import type { Daemon } from './daemon.js';
+import { lookupGroup } from './services.js';
 
 const VIR_TYPED_PARAM_STRING = 7;
 
@@ -107,6 +110,10 @@ export function setupSasl(d: Daemon, tcp: boolean, tls: boolean): void {
 export async function setupRemoteServices(d: Daemon): Promise<RemoteServices> {
   const c = d.config;
   const rs: RemoteServices = { tls: null, tlsMaterial: null };
+  if (d.activation !== null) {
+    await setupActivatedServices(d, rs);
+    return rs;
+  }
   const backlog = c.max_queued_clients || 30;
   const opened: net.Server[] = [];
   setupSasl(d, c.listen_tcp, c.listen_tls);
@@ -129,4 +136,71 @@ export async function setupRemoteServices(d: Daemon): Promise<RemoteServices> {
     throw e;
   }
   return rs;
+}
+
+/** Unit names whose sockets systemd may pass (FileDescriptorName defaults to the unit name). */
+export const ACTIVATION_NAMES = {
+  rw: 'virtproxyd.socket',
+  ro: 'virtproxyd-ro.socket',
+  admin: 'virtproxyd-admin.socket',
+  tcp: 'virtproxyd-tcp.socket',
+  tls: 'virtproxyd-tls.socket',
+} as const;
+
+/**
+ * Socket-activation mode: every main-server service comes from the passed fds, claimed by unit
+ * name; nothing is created from the config (listen_tcp, listen_tls and the socket permission
+ * keys are then ignored, as in libvirt), and a service without fds simply does not exist.
+ */
+async function setupActivatedServices(d: Daemon, rs: RemoteServices): Promise<void> {
+  const act = d.activation;
+  if (act === null) return;
+  const c = d.config;
+  const backlog = c.max_queued_clients || 30;
+  const unix: Array<{ name: string; path: string; service: ServiceInfo }> = [
+    {
+      name: ACTIVATION_NAMES.rw,
+      path: d.paths.rwSocket,
+      service: { name: 'rw', readonly: false, auth: c.auth_unix_rw, transport: 'unix' },
+    },
+  ];
+  if (d.paths.roSocket !== null) {
+    unix.push({
+      name: ACTIVATION_NAMES.ro,
+      path: d.paths.roSocket,
+      service: { name: 'ro', readonly: true, auth: c.auth_unix_ro, transport: 'unix' },
+    });
+  }
+  for (const u of unix) {
+    const fds = act.take(u.name);
+    if (fds.length === 0 && act.owned) {
+      // Restart: our predecessor bound this path itself; we bind a fresh socket and rename it
+      // over the path, so connections move to us without a moment of "no such socket".
+      const server = net.createServer({ pauseOnConnect: true });
+      const perms = u.service.readonly ? c.unix_sock_ro_perms : c.unix_sock_rw_perms;
+      await listenUnixReplacing(server, {
+        path: u.path,
+        mode: socketMode(perms),
+        gid: c.unix_sock_group !== null ? lookupGroup(c.unix_sock_group) : null,
+        backlog,
+      });
+      d.addListener({ server, unlinkPath: u.path, service: u.service });
+      continue;
+    }
+    // Sockets from systemd are systemd's: they stay on disk when we exit.
+    const servers = await listenOnFds(fds, { pause: true, backlog });
+    for (const server of servers) d.addListener({ server, unlinkPath: null, service: u.service });
+  }
+  const tlsFds = act.take(ACTIVATION_NAMES.tls);
+  const tcpFds = act.take(ACTIVATION_NAMES.tcp);
+  setupSasl(d, tcpFds.length > 0, tlsFds.length > 0);
+  if (tlsFds.length > 0) {
+    prepareTls(d, rs);
+    addTlsListeners(d, rs, await listenOnFds(tlsFds, { pause: false, backlog }));
+  }
+  if (tcpFds.length > 0) addTcpListeners(d, await listenOnFds(tcpFds, { pause: false, backlog }));
+  d.logger.log(
+    'info',
+    `${act.owned ? 'restart hand-over' : 'socket activation'}: ${d.listeners.length} listening sockets`,
+  );
 }

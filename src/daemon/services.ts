@@ -36,6 +36,8 @@ export async function openUnixListener(
 
 /** Opens the main server's sockets; on failure closes what was opened and rethrows. */
 export async function setupMainServices(d: Daemon): Promise<void> {
+  // Under socket activation systemd made the sockets; setupRemoteServices claims them all.
+  if (d.activation !== null) return;
   const c = d.config;
   const backlog = c.max_queued_clients || 30;
   const wanted: Array<{ path: string; perms: string; service: ServiceInfo }> = [
