@@ -104,6 +104,10 @@ class FdReader : public Napi::ObjectWrap<FdReader> {
       ref_ = false;
       Unref();
     }
+    // The callback's closure usually reaches this reader's own JS object (through the socket's
+    // owner), so a strong reference kept here would hold both alive forever: drop it once closed.
+    // A call in progress keeps its function alive through its own handle.
+    callback_.Reset();
   }
 
   static void OnPoll(uv_poll_t* handle, int status, int /*events*/) {
@@ -172,6 +176,7 @@ class FdReader : public Napi::ObjectWrap<FdReader> {
 
   void Deliver(Napi::Env env, Napi::Value chunk, Napi::Value fds, int err) {
     if (chunk.IsNull()) Stopped();
+    if (callback_.IsEmpty()) return;
     callback_.MakeCallback(Value(), {chunk, fds, Napi::Number::New(env, err)});
   }
 
