@@ -6,6 +6,7 @@
 //   a client, so its PINGs go unanswered and the client library drops the connection; through the
 //   proxy the connection must survive and every call complete once QEMU runs again.
 // - Before authentication only the auth procedures work, on a real polkit-protected socket.
+// - keepalive_required is obsolete: accepted, ignored, not even warned about.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -212,6 +213,16 @@ describe('max_client_requests and keepalive', () => {
     assert.equal(await py.exited, 0, py.stderr);
     qemuPid = 0;
     assert.doesNotMatch(proxy.stderr(), /keepalive timeout/);
+  });
+});
+
+describe('keepalive_required', () => {
+  it('is accepted and ignored, as by libvirt (obsolete keys)', async () => {
+    const proxy = await startProxy({ conf: { keepalive_required: 1, admin_keepalive_required: 1 } });
+    const r = await virsh(proxy.uri('qemu:///system'), 'hostname');
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(proxy.stderr(), /keepalive_required/);
+    await proxy.stop();
   });
 });
 
