@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import type net from 'node:net';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { xdgRuntimeDir, type DaemonConfig } from '../config/daemon-config.js';
 import { native, socketFd } from '../native/native.js';
 import { identityTypedParams, readPeerIdentity } from '../native/peer-identity.js';
@@ -12,6 +13,15 @@ import { authorizePolkit } from '../auth/polkit.js';
 import { ProxyOpener } from '../proxy/proxy-opener.js';
 import type { ClientConnection, ServiceInfo } from '../server/client-connection.js';
 import { RpcServer } from '../server/server.js';
+import {
+  authFailedChannel,
+  backendConnectFailedChannel,
+  backendOpenedChannel,
+  clientClosedChannel,
+  clientCreatedChannel,
+  openDoneChannel,
+  trace,
+} from '../server/diagnostics.js';
 import { tlsPeerDName } from '../transport/tls-server.js';
 import { saslOutcome, type SaslAuthenticator } from '../auth/sasl-auth.js';
 import type { SocketActivation } from '../transport/socket-activation.js';
@@ -42,6 +52,8 @@ export class Daemon {
   private readonly stopHooks: Array<() => void | Promise<void>> = [];
   private readonly clientCounters: Array<() => number> = [];
   private stopping: Promise<void> | null = null;
+  /** Why a client's last authentication attempt failed, for its disconnect log line. */
+  private readonly authFailure = new WeakMap<ClientConnection, string>();
 
   constructor(
     readonly config: Readonly<DaemonConfig>,
@@ -64,10 +76,12 @@ export class Daemon {
       keepaliveInterval: config.keepalive_interval,
       keepaliveCount: config.keepalive_count,
       identityOf: (c) => this.peerIdentityParams(c),
+      onBackendFailure: (driver) => trace(backendConnectFailedChannel, () => ({ driver })),
     });
     this.server = new RpcServer({
       name: 'virtproxyd',
       maxClients: config.max_clients,
+      maxUnauthClients: config.max_anonymous_clients,
       limits: {
         keepaliveInterval: config.keepalive_interval,
         keepaliveCount: config.keepalive_count,
@@ -75,10 +89,10 @@ export class Daemon {
       },
       hooks: {
         sasl: (c, proc, payload) => saslOutcome(this.sasl, c, proc, payload),
-        openBackend: (c, name, ro) => this.opener.open(c, name, ro),
-        authorizePolkit: (c) => authorizePolkit(c),
-        closed: (c, reason) => logger.log('info', `client ${c.id} disconnected: ${reason}`),
-        log: (level, msg) => logger.log(level, msg),
+        openBackend: (c, name, ro) => this.openBackend(c, name, ro),
+        authorizePolkit: (c) => this.authorizePolkit(c),
+        closed: (c, reason) => this.clientClosed(c, reason),
+        log: (level, msg) => logger.log(level, msg, 'rpc.client'),
       },
       onClientCreated: (c) => this.clientCreated(c),
       onClientCountChange: () => this.clientCountChanged(),
@@ -97,7 +111,55 @@ export class Daemon {
     }
     if (c.service.transport === 'tls') c.x509DName = tlsPeerDName(c.socket);
     if (c.service.auth === 'sasl') c.socket.once('close', () => this.sasl?.forget(c));
-    this.logger.log('debug', `client ${c.id} connected on ${c.service.name}`);
+    this.logger.log('debug', `client ${c.id} connected on ${c.service.name}`, 'rpc.server');
+    trace(clientCreatedChannel, () => ({ client: c }));
+  }
+
+  /** One info line per disconnect, with the reason (not libvirt's per-client EOF error). */
+  private clientClosed(c: ClientConnection, reason: string): void {
+    const authWhy = this.authFailure.get(c);
+    const why = authWhy !== undefined && !c.authenticated ? `auth failure (${authWhy})` : reason;
+    this.logger.log('info', `client ${c.id} disconnected: ${why}`, 'rpc.server');
+    trace(clientClosedChannel, () => ({ client: c, reason: why }));
+  }
+
+  private authorizePolkit(c: ClientConnection) {
+    return authorizePolkit(c).then(
+      (err) => {
+        if (err !== null) this.authFailed(c, 'polkit', 'denied', err.message ?? 'denied');
+        return err;
+      },
+      (e: unknown) => {
+        this.authFailed(c, 'polkit', 'error', String(e));
+        throw e;
+      },
+    );
+  }
+
+  /** Records a failed authentication for the log and the metrics (any auth method may call it). */
+  authFailed(c: ClientConnection, method: string, reason: string, detail: string): void {
+    this.authFailure.set(c, `${method}: ${detail}`);
+    this.logger.log('info', `client ${c.id}: ${method} authentication failed: ${detail}`, 'rpc.server');
+    trace(authFailedChannel, () => ({ client: c, method, reason }));
+  }
+
+  private openBackend(c: ClientConnection, name: string | null, readonly: boolean) {
+    if (!backendOpenedChannel.hasSubscribers && !openDoneChannel.hasSubscribers) {
+      return this.opener.open(c, name, readonly);
+    }
+    const t0 = performance.now();
+    const seconds = (): number => (performance.now() - t0) / 1000;
+    return this.opener.open(c, name, readonly).then(
+      (r) => {
+        trace(backendOpenedChannel, () => ({ client: c, leg: r.leg, uri: r.uri }));
+        trace(openDoneChannel, () => ({ client: c, seconds: seconds(), ok: true }));
+        return r;
+      },
+      (e: unknown) => {
+        trace(openDoneChannel, () => ({ client: c, seconds: seconds(), ok: false }));
+        throw e;
+      },
+    );
   }
 
   private peerIdentityParams(c: ClientConnection) {

@@ -12,6 +12,7 @@ import { setupRemoteServices, type RemoteServices } from './remote-services.js';
 import { installReload } from './reload.js';
 import { installRestart } from './restart.js';
 import { systemdNotify, takeSocketActivation } from '../transport/socket-activation.js';
+import { setupAdminService, setupMetrics } from './operations.js';
 import { setupLogging, userCacheDir, type Logger } from './logger.js';
 import { LOCALSTATEDIR, daemonPaths } from './paths.js';
 import { PidFile } from './pid-file.js';
@@ -133,6 +134,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   try {
     await setupMainServices(daemon);
     remote = await setupRemoteServices(daemon);
+    const admin = await setupAdminService(daemon, { remote, shutdown: () => stop('admin daemon-shutdown') });
+    await setupMetrics(daemon, admin);
     const unclaimed = daemon.activation?.unclaimed() ?? [];
     if (unclaimed.length > 0) {
       throw new Error(`Some activation file descriptors are unclaimed: ${unclaimed.join(', ')}`);

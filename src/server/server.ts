@@ -1,6 +1,7 @@
 // Server layer: the "virtproxyd" RPC server: its services (listening sockets), its clients with
-// their ids, and the client limit. Over the limit, new connections are accepted but left unread
-// until a slot frees, so to the client they look queued in the backlog, as with libvirt.
+// their ids, and the client limits (all clients; clients still authenticating). Over a limit, new
+// connections are accepted but left unread until a slot frees, so to the client they look queued in
+// the backlog, as with libvirt. Limits can change while running (virt-admin srv-clients-set).
 
 import type net from 'node:net';
 import {
@@ -13,6 +14,8 @@ import {
 export interface ServerOptions {
   name: string;
   maxClients: number;
+  /** max_anonymous_clients: clients still authenticating; 0 = no limit. */
+  maxUnauthClients?: number;
   limits: ClientLimits;
   /** Hooks for each client; `closed` is wrapped so the server sees it first. */
   hooks: ClientHooks;
@@ -27,9 +30,36 @@ export class RpcServer {
   private nextId = 1;
   private readonly waiting: Array<{ socket: net.Socket; service: ServiceInfo }> = [];
   maxClients: number;
+  maxUnauthClients: number;
 
   constructor(private readonly opts: ServerOptions) {
     this.maxClients = opts.maxClients;
+    this.maxUnauthClients = opts.maxUnauthClients ?? 0;
+  }
+
+  /** Clients on services with authentication that have not completed it. */
+  get unauthClients(): number {
+    let n = 0;
+    for (const c of this.clients.values()) if (!c.authenticated) n++;
+    return n;
+  }
+
+  /** Like libvirt's virNetServerCheckLimits: either limit stops admission for every service. */
+  private atLimit(): boolean {
+    if (this.maxClients > 0 && this.clients.size >= this.maxClients) return true;
+    return this.maxUnauthClients > 0 && this.unauthClients >= this.maxUnauthClients;
+  }
+
+  /** Applies new limits (null keeps one) and admits queued connections that now fit. */
+  setClientLimits(maxClients: number | null, maxUnauthClients: number | null): void {
+    if (maxClients !== null) this.maxClients = maxClients;
+    if (maxUnauthClients !== null) this.maxUnauthClients = maxUnauthClients;
+    this.admitWaiting();
+  }
+
+  /** Connections accepted but not yet admitted because a limit was reached. */
+  get queued(): number {
+    return this.waiting.length;
   }
 
   get name(): string {
@@ -38,7 +68,7 @@ export class RpcServer {
 
   /** Entry point for every accepted socket of every service of this server. */
   accept(socket: net.Socket, service: ServiceInfo): void {
-    if (this.maxClients > 0 && this.clients.size >= this.maxClients) {
+    if (this.waiting.length > 0 || this.atLimit()) {
       socket.pause();
       this.waiting.push({ socket, service });
       socket.once('close', () => {
@@ -60,6 +90,10 @@ export class RpcServer {
         this.opts.onClientCountChange?.(this.clients.size);
         this.admitWaiting();
       },
+      authenticated: (c) => {
+        this.opts.hooks.authenticated?.(c);
+        this.admitWaiting();
+      },
     };
     const client = new ClientConnection(id, socket, service, this.opts.limits, hooks);
     this.clients.set(id, client);
@@ -68,7 +102,7 @@ export class RpcServer {
   }
 
   private admitWaiting(): void {
-    while (this.waiting.length > 0 && (this.maxClients === 0 || this.clients.size < this.maxClients)) {
+    while (this.waiting.length > 0 && !this.atLimit()) {
       const w = this.waiting.shift();
       if (w === undefined || w.socket.destroyed) continue;
       // The client connection starts reading the socket itself.

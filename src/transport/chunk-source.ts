@@ -70,6 +70,14 @@ class FdSource implements ChunkSource {
   }
 }
 
+/** Bytes the fd-keeping reader took from each socket (net.Socket.bytesRead never sees them). */
+const fdReaderBytes = new WeakMap<net.Socket, { n: number }>();
+
+/** Bytes read from `socket` so far, whichever reader did it (for metrics). */
+export function bytesReadOf(socket: net.Socket): number {
+  return socket.bytesRead + (fdReaderBytes.get(socket)?.n ?? 0);
+}
+
 /**
  * Starts reading `socket` into `sink`. Unix sockets get the fd-keeping reader when the addon is
  * available; the socket must not have started flowing yet (accept with pauseOnConnect).
@@ -84,8 +92,11 @@ export function startReading(socket: net.Socket, sink: ChunkSink, unix: boolean)
       api = null;
     }
     if (api !== null) {
+      const count = { n: 0 };
+      fdReaderBytes.set(socket, count);
       const reader = new api.FdReader(fd, (chunk, fds, errno) => {
         if (chunk !== null) {
+          count.n += chunk.length;
           sink.onChunk(chunk, fds);
           return;
         }
