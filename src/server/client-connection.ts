@@ -174,8 +174,6 @@ export interface ClientHooks {
   log(level: 'debug' | 'info' | 'warn' | 'error', msg: string): void;
   /** Runs AUTH_SASL_INIT/START/STEP for the client (absent: SASL calls fail as unsupported). */
   sasl?(client: ClientConnection, proc: number, payload: Buffer): SaslOutcome;
-  /** The client left 'need-auth'; its server may now admit connections queued at a limit. */
-  authenticated?(client: ClientConnection): void;
 }
 
 /** What one SASL call produced: a reply body or an error, and on success the authenticated user. */
@@ -303,9 +301,7 @@ export class ClientConnection {
     if (!TRANSITIONS[this.state].includes(next)) {
       throw new CodedError('ESTATE', `client ${this.id}: invalid transition ${this.state} -> ${next}`);
     }
-    const was = this.state;
     this.state = next;
-    if (was === 'need-auth' && next === 'ready') this.hooks.authenticated?.(this);
   }
 
   private socketOnChunk(chunk: Buffer, fds: number[] | null): void {
@@ -758,6 +754,12 @@ export class ClientConnection {
       }
       return;
     }
+    if (proc === REMOTE_PROC_AUTH_POLKIT) {
+      // libvirt fails AUTH_POLKIT on a service without polkit auth (or after authentication)
+      // without reporting an error, so its client sees the generic one.
+      this.send(errorReply(h, UNREPORTED_ERROR));
+      return;
+    }
     this.send(errorReply(h, authFailed));
   }
 
@@ -926,6 +928,19 @@ export class ClientConnection {
     this.hooks.closed(this, this.closeReason);
   }
 }
+
+/** What libvirt's daemon sends for a handler that failed without setting an error (NOTES §1.5). */
+const UNREPORTED_ERROR: RemoteError = {
+  code: VIR_ERR_INTERNAL_ERROR,
+  domain: VIR_FROM_RPC,
+  message: 'Library function returned error but did not set virError',
+  level: 2,
+  str1: null,
+  str2: null,
+  str3: null,
+  int1: 0,
+  int2: 0,
+};
 
 const PING_FRAME = encodeMessage({
   prog: KEEPALIVE_PROGRAM,

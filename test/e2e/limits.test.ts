@@ -229,29 +229,7 @@ describe('keepalive_required', () => {
 describe('before authentication', () => {
   it('on a polkit socket only the auth procedures answer until AUTH_LIST authenticates root', async () => {
     const proxy = await startProxy({ conf: { auth_unix_rw: 'polkit' } });
-    const sock = connect(proxy.rwSock);
-    await new Promise<void>((resolve, reject) => {
-      sock.once('connect', resolve);
-      sock.once('error', reject);
-    });
-    let buf = Buffer.alloc(0);
-    const waiters: Array<(f: Buffer) => void> = [];
-    sock.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      while (buf.length >= 4 && buf.length >= buf.readUInt32BE(0)) {
-        const n = buf.readUInt32BE(0);
-        const f = Buffer.from(buf.subarray(0, n));
-        buf = buf.subarray(n);
-        waiters.shift()?.(f);
-      }
-    });
-    let serial = 0;
-    const call = (proc: number, payload = Buffer.alloc(0)): Promise<Buffer> => {
-      const h = Buffer.alloc(28);
-      [28 + payload.length, 0x20008086, 1, proc, 0, ++serial, 0].forEach((w, i) => h.writeUInt32BE(w, i * 4));
-      sock.write(Buffer.concat([h, payload]));
-      return new Promise((resolve) => waiters.push(resolve));
-    };
+    const { sock, call } = await rawClient(proxy.rwSock);
     const text = (f: Buffer): string => f.subarray(44, 44 + f.readUInt32BE(40)).toString();
     const uri = Buffer.from('qemu:///system');
     const openArgs = Buffer.alloc(8 + Math.ceil(uri.length / 4) * 4 + 4);
@@ -279,4 +257,50 @@ describe('before authentication', () => {
     sock.destroy();
     await proxy.stop();
   });
+
+  it('AUTH_POLKIT on a socket without polkit auth fails with the generic error, as libvirt', async () => {
+    const proxy = await startProxy();
+    const { sock, call } = await rawClient(proxy.rwSock);
+    const f = await call(70);
+    assert.equal(f.readUInt32BE(24), 1);
+    assert.equal(f.readInt32BE(28), 1, 'VIR_ERR_INTERNAL_ERROR');
+    assert.equal(f.readInt32BE(32), 7, 'VIR_FROM_RPC');
+    assert.equal(
+      f.subarray(44, 44 + f.readUInt32BE(40)).toString(),
+      'Library function returned error but did not set virError',
+    );
+    sock.destroy();
+    await proxy.stop();
+  });
 });
+
+/** A bare remote-program client: call(proc, payload) resolves with the next non-keepalive frame. */
+async function rawClient(path: string): Promise<{
+  sock: ReturnType<typeof connect>;
+  call: (proc: number, payload?: Buffer) => Promise<Buffer>;
+}> {
+  const sock = connect(path);
+  await new Promise<void>((resolve, reject) => {
+    sock.once('connect', resolve);
+    sock.once('error', reject);
+  });
+  let buf = Buffer.alloc(0);
+  const waiters: Array<(f: Buffer) => void> = [];
+  sock.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    while (buf.length >= 4 && buf.length >= buf.readUInt32BE(0)) {
+      const n = buf.readUInt32BE(0);
+      const f = Buffer.from(buf.subarray(0, n));
+      buf = buf.subarray(n);
+      waiters.shift()?.(f);
+    }
+  });
+  let serial = 0;
+  const call = (proc: number, payload: Buffer = Buffer.alloc(0)): Promise<Buffer> => {
+    const h = Buffer.alloc(28);
+    [28 + payload.length, 0x20008086, 1, proc, 0, ++serial, 0].forEach((w, i) => h.writeUInt32BE(w, i * 4));
+    sock.write(Buffer.concat([h, payload]));
+    return new Promise((resolve) => waiters.push(resolve));
+  };
+  return { sock, call };
+}
