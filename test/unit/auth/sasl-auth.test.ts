@@ -11,7 +11,6 @@ import {
   decodeSaslInitReply,
   decodeSaslStepReply,
   encodeSaslStartArgs,
-  encodeSaslStepArgs,
 } from '../../../src/auth/sasl-payloads.js';
 import { native, type NativeApi, type SaslServerHandle } from '../../../src/native/native.js';
 import {
