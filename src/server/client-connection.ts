@@ -174,6 +174,8 @@ export interface ClientHooks {
   log(level: 'debug' | 'info' | 'warn' | 'error', msg: string): void;
   /** Runs AUTH_SASL_INIT/START/STEP for the client (absent: SASL calls fail as unsupported). */
   sasl?(client: ClientConnection, proc: number, payload: Buffer): SaslOutcome;
+  /** The client left 'need-auth'; its server may now admit connections queued at a limit. */
+  authenticated?(client: ClientConnection): void;
 }
 
 /** What one SASL call produced: a reply body or an error, and on success the authenticated user. */
@@ -301,7 +303,9 @@ export class ClientConnection {
     if (!TRANSITIONS[this.state].includes(next)) {
       throw new CodedError('ESTATE', `client ${this.id}: invalid transition ${this.state} -> ${next}`);
     }
+    const was = this.state;
     this.state = next;
+    if (was === 'need-auth' && next === 'ready') this.hooks.authenticated?.(this);
   }
 
   private socketOnChunk(chunk: Buffer, fds: number[] | null): void {
