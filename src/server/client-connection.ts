@@ -759,8 +759,9 @@ export class ClientConnection {
       return;
     }
     if (proc === REMOTE_PROC_AUTH_POLKIT) {
-      // libvirt fails AUTH_POLKIT on a service without polkit auth (or after authentication)
-      // without reporting an error, so its client sees the generic one.
+      // libvirt fails AUTH_POLKIT on a service without polkit auth without reporting an error,
+      // so its client sees the generic one. (A repeat after authentication, which libvirt would
+      // check with polkit again, gets the same here.)
       this.send(errorReply(h, UNREPORTED_ERROR));
       return;
     }
