@@ -131,3 +131,55 @@ test('a revoked client certificate is refused', async () => {
 test('the allowed client still works after the refusals', async () => {
   await virshOk(tlsUri(dirs['good'] as string), 'hostname');
 });
+
+test('tls_priority is honoured and tls_no_verify_certificate admits a client without a certificate', async () => {
+  const p2port = await freePort();
+  const server = pki.server(ca, 'server2');
+  const p2 = await startProxy({
+    conf: {
+      listen_tls: 1,
+      listen_addr: '127.0.0.1',
+      tls_port: String(p2port),
+      ca_file: ca.cert,
+      cert_file: server.cert,
+      key_file: server.key,
+      tls_priority: 'NORMAL:-VERS-TLS1.3',
+      tls_no_verify_certificate: 1,
+    },
+  });
+  await waitForPort(p2port);
+  const protocol = await new Promise<string | null>((resolve, reject) => {
+    const s = tls.connect(
+      { port: p2port, host: '127.0.0.1', servername: 'localhost', ca: readFileSync(ca.cert) },
+      () => {
+        resolve(s.getProtocol());
+        s.destroy();
+      },
+    );
+    s.on('error', reject);
+  });
+  assert.equal(protocol, 'TLSv1.2');
+  await virshOk(`qemu+tls://127.0.0.1:${p2port}/system?pkipath=${dirs['none'] as string}`, 'hostname');
+  await p2.stop();
+});
+
+test('startup refuses a priority string it cannot honour, and a certificate its CA did not issue', async () => {
+  const server = pki.server(otherCa, 'server-other');
+  const base = {
+    listen_tls: 1,
+    listen_addr: '127.0.0.1',
+    tls_port: String(await freePort()),
+    ca_file: ca.cert,
+  };
+  await assert.rejects(
+    startProxy({ conf: { ...base, cert_file: server.cert, key_file: server.key } }),
+    /exited \(6\)[\s\S]*Our own certificate .*server-other-cert.pem failed validation against .*: The certificate hasn't got a known issuer/,
+  );
+  const good = pki.server(ca, 'server3');
+  await assert.rejects(
+    startProxy({
+      conf: { ...base, cert_file: good.cert, key_file: good.key, tls_priority: 'NORMAL:+VERS-TLS1.1' },
+    }),
+    /exited \(6\)[\s\S]*tls_priority 'NORMAL:\+VERS-TLS1.1': cannot honour '\+VERS-TLS1.1'/,
+  );
+});

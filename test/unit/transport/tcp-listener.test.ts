@@ -40,3 +40,35 @@ test('binds, sets the backlog, and reports a port in use', async () => {
   );
   srv.close();
 });
+
+test('unset listen_addr: an IPv6 (v6-only) and an IPv4 wildcard socket on the same port', async () => {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const servers = await listenTcp({ host: null, port: String(port), backlog: 5 });
+  try {
+    assert.deepEqual(
+      servers.map((s) => (s.address() as net.AddressInfo).address),
+      ['::', '0.0.0.0'],
+    );
+    for (const host of ['::1', '127.0.0.1']) {
+      await new Promise<void>((resolve, reject) => {
+        const c = net.connect({ host, port }, () => {
+          c.destroy();
+          resolve();
+        });
+        c.once('error', reject);
+      });
+    }
+  } finally {
+    for (const s of servers) s.close();
+  }
+});
+
+test('an IPv6 literal binds only that address', async () => {
+  const [srv, ...rest] = await listenTcp({ host: '::1', port: '0', backlog: 5 });
+  assert.equal(rest.length, 0);
+  assert.equal((srv?.address() as net.AddressInfo).address, '::1');
+  srv?.close();
+});
