@@ -166,7 +166,8 @@ export class Daemon {
     if (c.service.transport !== 'unix') return remoteIdentityParams(c);
     try {
       const id = readPeerIdentity(c.socket);
-      return id === null ? null : identityTypedParams(id);
+      // A unix client that logged in with SASL also carries its SASL name (NOTES §5.1).
+      return id === null ? null : [...identityTypedParams(id), ...remoteIdentityParams(c)];
     } catch (e) {
       this.logger.log('warn', `client ${c.id}: cannot read peer identity: ${(e as Error).message}`);
       return null;

@@ -175,6 +175,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     configMustExist: cli.config !== null,
     privileged,
     verbose: cli.verbose,
+    daemonized: cli.daemon,
     env: process.env,
   });
   installRestart({

@@ -10,8 +10,10 @@ import { ConfigError } from '../config/conf-parser.js';
 import { loadDaemonConfig, type DaemonConfig } from '../config/daemon-config.js';
 import { systemdNotify } from '../transport/socket-activation.js';
 import type { Daemon } from './daemon.js';
-import { VIR_LOG_DEFAULT, VIR_LOG_INFO, parseLogLevel } from './log-settings.js';
-import type { Logger } from './logger.js';
+import fs from 'node:fs';
+import { VIR_LOG_DEFAULT, VIR_LOG_INFO, defaultLogOutput, parseLogLevel } from './log-settings.js';
+import { JOURNALD_SOCKET, userCacheDir, type Logger } from './logger.js';
+import { LOCALSTATEDIR } from './paths.js';
 import { loadTls, type RemoteServices } from './remote-services.js';
 
 /** Keys SIGHUP applies; every other changed key is reported as needing a restart. */
@@ -41,6 +43,8 @@ export interface ReloadContext {
   configMustExist: boolean;
   privileged: boolean;
   verbose: boolean;
+  /** Started with -d (decides the default log output, as at startup). */
+  daemonized: boolean;
   env: NodeJS.ProcessEnv;
 }
 
@@ -66,13 +70,32 @@ export function changedKeys(before: Readonly<DaemonConfig>, after: Readonly<Daem
 export function applyLogSettings(
   logger: Logger,
   c: Readonly<DaemonConfig>,
-  env: NodeJS.ProcessEnv,
-  verbose: boolean,
+  ctx: Pick<ReloadContext, 'env' | 'verbose' | 'daemonized' | 'privileged'>,
 ): void {
+  const env = ctx.env;
   const level = c.log_level !== 0 ? parseLogLevel(String(c.log_level)) : null;
   const envLevel = env['LIBVIRT_DEBUG'] ? parseLogLevel(env['LIBVIRT_DEBUG']) : null;
   let p = envLevel ?? level ?? VIR_LOG_DEFAULT;
-  if (verbose && p > VIR_LOG_INFO) p = VIR_LOG_INFO;
+  if (ctx.verbose && p > VIR_LOG_INFO) p = VIR_LOG_INFO;
+  let haveJournald = false;
+  try {
+    fs.accessSync(JOURNALD_SOCKET, fs.constants.W_OK);
+    haveJournald = true;
+  } catch {
+    // no journald
+  }
+  // The default output carries the priority it was chosen with, so it is chosen again.
+  logger.setDefaultOutput(
+    defaultLogOutput({
+      priority: p,
+      daemonized: ctx.daemonized,
+      privileged: ctx.privileged,
+      stdinIsTty: process.stdin.isTTY === true,
+      haveJournald,
+      localStateDir: LOCALSTATEDIR,
+      userCacheDir: userCacheDir(env),
+    }),
+  );
   // Outputs and filters first: both keep the old set when the new text is bad.
   const envOutputs = env['LIBVIRT_LOG_OUTPUTS'];
   logger.setOutputs(envOutputs ? envOutputs : c.log_outputs);
@@ -127,7 +150,7 @@ export function reloadDaemon(ctx: ReloadContext, current: { config: Readonly<Dae
     report.applied.push('client limits');
   }
   try {
-    applyLogSettings(d.logger, next, ctx.env, ctx.verbose);
+    applyLogSettings(d.logger, next, ctx);
     report.applied.push('logging');
   } catch (e) {
     report.errors.push(`logging settings not applied: ${(e as Error).message}`);

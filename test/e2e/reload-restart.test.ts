@@ -158,10 +158,9 @@ describe('SIGHUP', () => {
 
     writeFileSync(
       confFile,
-      readFileSync(confFile, 'utf8').replace(
-        /^tls_allowed_dn_list = .*$/m,
-        'tls_allowed_dn_list = [ "C=GB,O=Test Org,CN=beta" ]',
-      ) + 'max_workers = 7\n',
+      readFileSync(confFile, 'utf8')
+        .replace(/^tls_allowed_dn_list = .*$/m, 'tls_allowed_dn_list = [ "C=GB,O=Test Org,CN=beta" ]')
+        .replace(/^log_level = .*$/m, 'log_level = 1') + 'max_workers = 7\n',
     );
     copyFileSync(certB.cert, certFile);
     copyFileSync(certB.key, keyFile);
@@ -175,6 +174,11 @@ describe('SIGHUP', () => {
     assert.notEqual(r.code, 0, 'alpha is no longer on the allow-list');
     assert.notEqual(await serverSerial(), before, 'new handshakes use the rotated certificate');
     assert.equal((await call(held, 2)).status, 0, 'the client connected before the reload is still served');
+    // log_level 1 took effect: per-client debug lines now appear.
+    const probe = await open({ path: proxy.rwSock });
+    await call(probe, 3);
+    probe.destroy();
+    await waitFor(() => /debug : client \d+ connected on rw/.test(proxy.stderr()));
     held.destroy();
   });
 
