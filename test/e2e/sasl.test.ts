@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
@@ -132,4 +133,38 @@ test('calls before authentication are refused, and the client may start over aft
   // so this checks the daemon stays usable rather than one socket's state).
   await virsh(tcpUri(authFile('wrong2', 'alice', 'nope')), 'hostname');
   await virshOk(tcpUri(authFile('alice3', 'alice', 'alice-secret')), 'hostname');
+});
+
+test('max_anonymous_clients: a client still authenticating holds the next one back until it leaves', async () => {
+  const port = await freePort();
+  const p = await startProxy({
+    conf: {
+      listen_tcp: 1,
+      listen_addr: '127.0.0.1',
+      tcp_port: String(port),
+      auth_tcp: 'sasl',
+      max_anonymous_clients: 1,
+    },
+  });
+  await waitForPort(port);
+  // An unauthenticated client: connected, never logs in.
+  const idle = await new Promise<Socket>((resolve, reject) => {
+    const s = connect({ port, host: '127.0.0.1' }, () => resolve(s));
+    s.once('error', reject);
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  let finished = false;
+  const run = virsh(
+    `qemu+tcp://127.0.0.1:${port}/system?authfile=${authFile('anon', 'alice', 'alice-secret')}`,
+    'hostname',
+  ).then((r) => {
+    finished = true;
+    return r;
+  });
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(finished, false, 'the second client must wait while the first is unauthenticated');
+  idle.destroy();
+  const r = await run;
+  assert.equal(r.code, 0, r.stderr);
+  await p.stop();
 });
