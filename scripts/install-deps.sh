@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 debian_packages=(
   libvirt-daemon libvirt-daemon-system libvirt-clients python3-libvirt qemu-system-x86
   libsasl2-dev sasl2-bin libsasl2-modules gnutls-bin openssl
+  # systemd-socket-activate and systemd-analyze for the socket-activation tests and unit checks
+  # (installing the package starts nothing in a container).
+  systemd
   g++ make python3 procps
   # polkit for auth_unix_* = "polkit": pkcheck (the proxy's check), polkitd and a dbus-daemon the
   # polkit e2e test runs on a private bus. Neither daemon is started by installing them here.
