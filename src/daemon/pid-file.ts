@@ -44,8 +44,18 @@ export class PidFile {
         `Failed to acquire pid file '${path}': Resource temporarily unavailable`,
       );
     }
-    fs.ftruncateSync(fd, 0);
-    fs.writeSync(fd, String(pid), 0);
+    try {
+      fs.ftruncateSync(fd, 0);
+      fs.writeSync(fd, String(pid), 0);
+    } catch (e) {
+      // Disk full or an I/O error: leave no empty or half-written PID file behind (we hold its lock,
+      // so it is ours to remove), and say which file it was.
+      fs.rmSync(path, { force: true });
+      fs.closeSync(fd);
+      throw new CodedError('EPIDFILE', `Failed to write pid file '${path}': ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
     return new PidFile(path, fd);
   }
 
