@@ -5,7 +5,7 @@
 // its own sockets when the names are missing.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
@@ -17,8 +17,17 @@ import { canConnectTcp, freePort } from './net-util.js';
 import { TestPki } from './pki.js';
 
 const children: ChildProcess[] = [];
+/** Successors started by a restart: not our children, so killed by pid. */
+const successors: number[] = [];
 after(() => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const pid of successors) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
 });
 
 interface Activated {
@@ -151,4 +160,37 @@ test('without LISTEN_FDNAMES activation is ignored and the configured sockets ar
   trigger.destroy();
   assert.equal(await stop(a), 0);
   assert.equal(existsSync(sock), false, 'sockets the daemon made itself are removed on exit');
+});
+
+test("SIGUSR2 under activation hands systemd's sockets over by fd; the socket file stays systemd's", async () => {
+  const tcpPort = await freePort();
+  const a = await activate(
+    ['DIR/run/libvirt-sock', `127.0.0.1:${tcpPort}`],
+    'virtproxyd.socket:virtproxyd-tcp.socket',
+    'auth_tcp = "none"\n',
+  );
+  const sock = join(a.dir, 'run', 'libvirt-sock');
+  await virshOk(`qemu+unix:///system?socket=${sock}`, 'hostname');
+  const oldPid = a.child.pid as number;
+  const pidFile = join(a.dir, 'pid');
+  process.kill(oldPid, 'SIGUSR2');
+  let newPid = oldPid;
+  await waitFor(() => {
+    const t = existsSync(pidFile) ? readFileSync(pidFile, 'utf8') : '';
+    newPid = /^\d+$/.test(t) ? Number(t) : oldPid;
+    return newPid !== oldPid;
+  }, 10_000);
+  successors.push(newPid);
+  assert.equal(await a.exited, 0, 'the old process leaves once it has no clients');
+  await virshOk(`qemu+unix:///system?socket=${sock}`, 'hostname');
+  await virshOk(`qemu+tcp://127.0.0.1:${tcpPort}/system`, 'hostname');
+  assert.ok(existsSync(sock));
+  process.kill(newPid, 'SIGTERM');
+  await waitFor(
+    () =>
+      !existsSync(`/proc/${newPid}`) ||
+      /Z/.test(readFileSync(`/proc/${newPid}/stat`, 'utf8').split(') ')[1]?.[0] ?? ''),
+    10_000,
+  );
+  assert.ok(existsSync(sock), 'activated sockets are left for systemd');
 });
