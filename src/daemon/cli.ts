@@ -12,6 +12,8 @@ export interface CliOptions {
   config: string | null;
   pidFile: string | null;
   timeout: number;
+  /** --doctor: check the setup and exit (not in libvirt's virtproxyd). */
+  doctor: boolean;
 }
 
 export class CliError extends Error {}
@@ -31,6 +33,8 @@ Options:
   -f | --config <file>   Configuration file
   -V | --version         Display version information
   -p | --pid-file <file> Change name of PID file
+       --doctor          Check configuration, sockets, driver daemons and
+                         certificates; say what clients would hit; exit 0 if healthy
 
 proxy daemon: forwards libvirt client connections to the per-driver daemons.
 
@@ -67,6 +71,7 @@ export function parseCli(args: readonly string[]): CliOptions {
         config: { type: 'string', short: 'f' },
         'pid-file': { type: 'string', short: 'p' },
         timeout: { type: 'string', short: 't' },
+        doctor: { type: 'boolean' },
       },
     });
   } catch (e) {
@@ -89,5 +94,6 @@ export function parseCli(args: readonly string[]): CliOptions {
     config: v.config ?? null,
     pidFile: v['pid-file'] ?? null,
     timeout,
+    doctor: v.doctor === true,
   };
 }

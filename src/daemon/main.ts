@@ -13,6 +13,7 @@ import { installReload } from './reload.js';
 import { installRestart } from './restart.js';
 import { systemdNotify, takeSocketActivation } from '../transport/socket-activation.js';
 import { setupAdminService, setupMetrics } from './operations.js';
+import { runDoctor } from './doctor.js';
 import { setupLogging, userCacheDir, type Logger } from './logger.js';
 import { LOCALSTATEDIR, daemonPaths } from './paths.js';
 import { PidFile } from './pid-file.js';
@@ -42,6 +43,13 @@ export async function main(argv: readonly string[]): Promise<void> {
   if (cli.version) {
     process.stdout.write(`${VERSION_LINE}\n`);
     process.exit(0);
+  }
+  if (cli.doctor) {
+    const code = await runDoctor(
+      { configFile: cli.config, privileged: process.getuid?.() === 0, env: process.env },
+      (s) => process.stdout.write(s),
+    );
+    process.exit(code);
   }
   if (cli.daemon && process.env[DAEMON_CHILD_ENV] === undefined) {
     await daemonize(argv);
