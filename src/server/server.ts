@@ -73,7 +73,10 @@ export class RpcServer {
       this.waiting.push({ socket, service });
       socket.once('close', () => {
         const i = this.waiting.findIndex((w) => w.socket === socket);
-        if (i >= 0) this.waiting.splice(i, 1);
+        if (i < 0) return;
+        this.waiting.splice(i, 1);
+        // Never a client (no id), but the operator should know why a peer gave up.
+        this.opts.hooks.log('info', `a connection on ${service.name} left while queued at the client limit`);
       });
       return;
     }
