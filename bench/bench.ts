@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 import { topFrames } from './cpu-profile.js';
 import { startBenchProxy, type BenchProxy } from './proxy-process.js';
+import { formatTlsBench, runTlsBench, tlsBenchOptionsFromEnv } from './tls-bench.js';
 import type { LoadConfig, LoadMessage } from './rpc-load.js';
 import { REMOTE_PROC_CONNECT_GET_HOSTNAME, WireClient, decodeHostname } from './wire-client.js';
 
@@ -718,6 +719,11 @@ async function main(): Promise<void> {
       skipMs: SETTINGS.skipMs,
       elapsedS: (performance.now() - t0) / 1000,
     });
+    if (process.env['BENCH_TLS'] !== '0') {
+      // Its own proxy (with a TLS listener), after this one has stopped.
+      process.stdout.write('\nbench: TLS (BENCH_TLS=0 skips it)\n');
+      process.stdout.write(formatTlsBench(await runTlsBench(tlsBenchOptionsFromEnv())));
+    }
     if (SETTINGS.cpuProfile) {
       for (const file of proxy.cpuProfiles()) {
         process.stdout.write(`\nProxy CPU profile ${file} (self time, top 20):\n`);

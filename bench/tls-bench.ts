@@ -314,24 +314,31 @@ function envInt(name: string, dflt: number): number {
   return n;
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const opts: TlsBenchOptions = {
+/** Settings from the environment (BENCH_TLS_CONNS, BENCH_TLS_DEPTH, ...; see docs/remote.md). */
+export function tlsBenchOptionsFromEnv(): TlsBenchOptions {
+  return {
     conns: envInt('BENCH_TLS_CONNS', 8),
     depth: envInt('BENCH_TLS_DEPTH', 4),
     warmupMs: envInt('BENCH_WARMUP_MS', 1000),
     durationMs: envInt('BENCH_DURATION_MS', 5000),
     handshakeConcurrency: envInt('BENCH_TLS_HANDSHAKE_CONCURRENCY', 4),
   };
-  const r = await runTlsBench(opts);
+}
+
+/** The human-readable table and the JSON line. */
+export function formatTlsBench(r: TlsBenchResult): string {
+  const opts = r.settings;
   const f = (n: number): string => n.toFixed(0).padStart(9);
-  process.stdout.write(
-    [
-      `TLS bench (${opts.conns} connections x ${opts.depth} calls in flight, CONNECT_GET_HOSTNAME forwarded to the backend)`,
-      `  calls/s over the unix socket ${f(r.unixCallsPerSec)}`,
-      `  calls/s over TLS             ${f(r.tlsCallsPerSec)}   (${(r.ratio * 100).toFixed(0)}% of unix)`,
-      `  TLS handshakes/s             ${f(r.handshakesPerSec)}   (${opts.handshakeConcurrency} concurrent, RSA-2048, client certificate checked)`,
-      JSON.stringify({ tlsBench: r }),
-      '',
-    ].join('\n'),
-  );
+  return [
+    `TLS bench (${opts.conns} connections x ${opts.depth} calls in flight, CONNECT_GET_HOSTNAME forwarded to the backend)`,
+    `  calls/s over the unix socket ${f(r.unixCallsPerSec)}`,
+    `  calls/s over TLS             ${f(r.tlsCallsPerSec)}   (${(r.ratio * 100).toFixed(0)}% of unix)`,
+    `  TLS handshakes/s             ${f(r.handshakesPerSec)}   (${opts.handshakeConcurrency} concurrent, RSA-2048, client certificate checked)`,
+    `BENCH_TLS_JSON ${JSON.stringify(r)}`,
+    '',
+  ].join('\n');
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  process.stdout.write(formatTlsBench(await runTlsBench(tlsBenchOptionsFromEnv())));
 }
