@@ -6,6 +6,13 @@ import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import {
+  ADMIN_PROC_CONNECT_DAEMON_SHUTDOWN,
+  ADMIN_PROC_CONNECT_OPEN,
+} from '../../src/admin/admin-protocol.js';
+import { ADMIN_PROGRAM } from '../../src/protocol/constants.js';
+import { readHeader } from '../../src/protocol/header.js';
+import { WireClient, words } from '../component/wire-client.js';
 import { python, startProxy, virsh, type Proxy, type RunResult } from './harness.js';
 
 const VIRT_ADMIN = '/usr/bin/virt-admin';
@@ -263,6 +270,37 @@ describe('virt-admin daemon-timeout', () => {
     await until(async () => (alive() ? null : true), 'the proxy to exit on its idle timeout', 10_000);
     assert.equal(await p.stop(), 0);
     assert.equal(existsSync(p.adminSock), false, 'the admin socket is removed on exit');
+  });
+});
+
+describe('daemon shutdown through the admin program', () => {
+  // virt-admin 9.0 predates virAdmConnectDaemonShutdown (libvirt 11.2), so a raw client calls it.
+  it('replies, then the daemon stops cleanly', async () => {
+    const p = await startProxy();
+    const c = await WireClient.connect(p.adminSock);
+    try {
+      assert.equal(readHeader(await c.call(ADMIN_PROGRAM, ADMIN_PROC_CONNECT_OPEN, words(0))).status, 0);
+      const r = await c.call(ADMIN_PROGRAM, ADMIN_PROC_CONNECT_DAEMON_SHUTDOWN, words(0));
+      assert.equal(readHeader(r).status, 0);
+      await c.waitClosed(10_000);
+      await until(
+        async () => {
+          try {
+            process.kill(p.pid, 0);
+            return null;
+          } catch {
+            return true;
+          }
+        },
+        'the daemon to exit by itself',
+        10_000,
+      );
+      assert.equal(await p.stop(), 0);
+      assert.equal(existsSync(p.rwSock), false);
+    } finally {
+      c.close();
+      await p.stop();
+    }
   });
 });
 
