@@ -91,6 +91,18 @@ function canConnectTcp(port: number): Promise<boolean> {
   });
 }
 
+/** A baseline sample once the proxy's fd count has stopped changing. */
+async function steady(p: ProbedProxy): Promise<MemSample> {
+  let last = await p.probe();
+  return waitFor('the proxy to settle', 30_000, async () => {
+    await sleep(300);
+    const m = await p.probe();
+    const same = m.fds === last.fds;
+    last = m;
+    return same ? m : undefined;
+  });
+}
+
 /** Waits until the offenders' sockets are gone, then checks memory and fds against the baseline. */
 async function settled(p: ProbedProxy, base: MemSample, what: string): Promise<void> {
   // Backend legs close politely (CONNECT_CLOSE, then a grace period), so give them time.
@@ -196,12 +208,10 @@ before(async () => {
   witnessOpen = await Witness.start(open.rwSock);
   witnessRo = await Witness.start(open.roSock);
   witnessGuarded = await Witness.start(guarded.rwSock, 50, { authList: true });
-  await sleep(500);
-  openBase = await waitFor('open proxy settles', 20_000, async () => {
-    const m = await open.probe();
-    return m.fds <= 30 + 6 ? m : undefined;
-  });
-  guardedBase = await guarded.probe();
+  // The warm-up clients' backend legs close politely (CONNECT_CLOSE, a grace period): wait until
+  // the fd count holds still before taking it as the baseline.
+  openBase = await steady(open);
+  guardedBase = await steady(guarded);
   figure(CAMPAIGN, 'baseline live memory, open proxy (MiB)', mib(openBase.heapUsed + openBase.arrayBuffers));
 });
 

@@ -38,7 +38,17 @@ import { unmetered } from './support.js';
 
 /** What the fake backend does between two client chunks. */
 export type BackendAction =
-  'none' | 'reply' | 'reply-error' | 'event' | 'stream' | 'keepalive' | 'eof' | 'error' | 'full' | 'drain';
+  | 'none'
+  | 'reply'
+  | 'reply-error'
+  | 'event'
+  | 'stream'
+  | 'keepalive'
+  | 'eof'
+  | 'error'
+  | 'full'
+  | 'drain'
+  | 'inject';
 
 export interface Scenario {
   service: ServiceInfo;
@@ -51,6 +61,8 @@ export interface Scenario {
   /** socket.write returns false on every n-th call (0 = never). */
   clientWriteFullEvery: number;
   chunks: Buffer[];
+  /** Frames the backend sends on 'inject' (in turn), e.g. captured and mutated daemon traffic. */
+  backendFrames?: Buffer[];
 }
 
 class FakeSocket extends EventEmitter {
@@ -106,6 +118,12 @@ class FakeSocket extends EventEmitter {
 
 class FakeLeg implements BackendLeg {
   readonly got: Buffer[] = [];
+  private injected = 0;
+  /** Injected frames actually delivered: the proxy relays them, so the client may see them. */
+  readonly sent: Buffer[] = [];
+
+  constructor(private readonly inject: readonly Buffer[]) {}
+
   private answered = 0;
   onFrame: ((f: Buffer, fds: number[] | null) => void) | null = null;
   onClose: ((r: 'eof' | 'error' | 'keepalive' | 'client') => void) | null = null;
@@ -205,6 +223,14 @@ class FakeLeg implements BackendLeg {
         this.full = false;
         for (const cb of this.drainCbs) cb();
         return;
+      case 'inject': {
+        const f = this.inject[this.injected++ % Math.max(1, this.inject.length)];
+        if (f !== undefined && !this.died) {
+          this.sent.push(f);
+          deliver(f);
+        }
+        return;
+      }
       case 'none':
         return;
     }
@@ -241,7 +267,7 @@ export async function runSession(sc: Scenario): Promise<SessionResult> {
         });
       }
       if (outcome === 'throw') throw new Error('plain failure without a libvirt error');
-      const leg = new FakeLeg();
+      const leg = new FakeLeg(sc.backendFrames ?? []);
       legs.push(leg);
       return { leg: leg as BackendLeg, uri: 'qemu:///system' };
     },
@@ -318,7 +344,22 @@ export async function runSession(sc: Scenario): Promise<SessionResult> {
   );
   assert.equal(outErr, null, 'proxy output must frame correctly');
   const replies = new Map<string, number>();
+  // Daemon frames injected by the fake are relayed as they are (the daemon is trusted to speak the
+  // protocol); they answer no call of the client and are not the proxy's own words.
+  const injected = new Map<string, number>();
+  for (const l of legs) {
+    for (const f of l.sent) {
+      const k = f.toString('hex');
+      injected.set(k, (injected.get(k) ?? 0) + 1);
+    }
+  }
   for (const f of outFrames) {
+    const hex = f.toString('hex');
+    const inj = injected.get(hex) ?? 0;
+    if (inj > 0) {
+      injected.set(hex, inj - 1);
+      continue;
+    }
     const h = readHeader(f);
     assert.ok(
       [VIR_NET_REPLY, VIR_NET_MESSAGE, VIR_NET_STREAM, VIR_NET_REPLY_WITH_FDS, VIR_NET_STREAM_HOLE].includes(
