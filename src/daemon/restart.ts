@@ -8,7 +8,7 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import type net from 'node:net';
+import net from 'node:net';
 import { HANDOVER_ENV, systemdNotify } from '../transport/socket-activation.js';
 import type { Daemon } from './daemon.js';
 import { ACTIVATION_NAMES } from './remote-services.js';
@@ -48,6 +48,25 @@ const SERVICE_UNITS: Record<string, string> = {
  */
 function passedListeners(d: Daemon): Daemon['listeners'] {
   return d.listeners.filter((l) => l.service.transport !== 'unix' || l.unlinkPath === null);
+}
+
+/**
+ * Closes every other listening server of this process (the admin socket, the metrics endpoint):
+ * they are not handed over, and the successor binds the same addresses. Node lists its live
+ * handles only through the undocumented process._getActiveHandles; without it nothing is closed
+ * and the successor fails to bind (then this process keeps serving).
+ */
+function releaseOtherListeners(d: Daemon): string[] {
+  const mine = new Set(d.listeners.map((l) => l.server));
+  const getHandles = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles;
+  const released: string[] = [];
+  for (const h of getHandles?.call(process) ?? []) {
+    if (!(h instanceof net.Server) || !h.listening || mine.has(h)) continue;
+    const a = h.address();
+    released.push(typeof a === 'string' ? a : a === null ? 'a listener' : `${a.address}:${a.port}`);
+    h.close();
+  }
+  return released;
 }
 
 export type RestartOutcome = { ok: true; pid: number } | { ok: false; reason: string };
@@ -165,13 +184,18 @@ export function installRestart(ctx: RestartContext): { restart(): Promise<Restar
     if (busy) return { ok: false, reason: 'a restart is already under way' };
     busy = true;
     d.logger.log('info', 'restart: starting a successor with our listening sockets');
-    // The admin socket is not handed over: its path is freed so the successor can bind it.
+    const released = releaseOtherListeners(d);
+    if (released.length > 0) {
+      d.logger.log('info', `restart: closed ${released.join(', ')} for the successor to bind`);
+    }
+    // Whatever of the admin socket is left (a stale path) must not stop the successor binding it.
     if (d.paths.adminSocket !== null) fs.rmSync(d.paths.adminSocket, { force: true });
     ctx.pidFile?.release();
     const r = await spawnSuccessor(ctx);
     if (!r.ok) {
       busy = false;
       d.logger.log('error', `restart: successor failed, this process keeps serving: ${r.reason}`);
+      if (released.length > 0) d.logger.log('warn', `restart: ${released.join(', ')} stay closed`);
       try {
         ctx.pidFile?.reacquire();
       } catch (e) {

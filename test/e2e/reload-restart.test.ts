@@ -196,8 +196,10 @@ describe('restart (SIGUSR2)', () => {
   test('a connect loop on the unix and TCP services sees no refused or unanswered attempt', async () => {
     process.env['VIRTPROXYD_RESTART_DRAIN_SECS'] = '20';
     const tcpPort = await freePort();
+    const metricsPort = await freePort();
     const proxy = await startProxy({
       conf: {
+        metrics_listen: `127.0.0.1:${metricsPort}`,
         listen_tcp: 1,
         auth_tcp: 'none',
         listen_addr: '127.0.0.1',
@@ -260,6 +262,11 @@ describe('restart (SIGUSR2)', () => {
     // The new process serves real clients on both services and owns the sockets from now on.
     await virshOk(proxy.uri('qemu:///system'), 'hostname');
     await virshOk(`qemu+tcp://127.0.0.1:${tcpPort}/system`, 'hostname');
+    // The admin socket and the metrics endpoint are bound again by the new process.
+    const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    assert.equal(metrics.status, 200);
+    await metrics.text();
+    (await open({ path: proxy.adminSock })).destroy();
     process.kill(newPid, 'SIGTERM');
     await waitFor(() => !alive(newPid));
     assert.equal(existsSync(proxy.rwSock), false, 'the new process removes the sockets on exit');
