@@ -7,6 +7,7 @@ import type net from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { xdgRuntimeDir, type DaemonConfig } from '../config/daemon-config.js';
+import { VIR_ERR_AUTH_CANCELLED, VIR_ERR_AUTH_FAILED } from '../protocol/constants.js';
 import { native, socketFd } from '../native/native.js';
 import { identityTypedParams, readPeerIdentity } from '../native/peer-identity.js';
 import { authorizePolkit } from '../auth/polkit.js';
@@ -88,7 +89,7 @@ export class Daemon {
         maxClientRequests: Math.max(1, config.max_client_requests),
       },
       hooks: {
-        sasl: (c, proc, payload) => saslOutcome(this.sasl, c, proc, payload),
+        sasl: (c, proc, payload) => this.saslStep(c, proc, payload),
         openBackend: (c, name, ro) => this.openBackend(c, name, ro),
         authorizePolkit: (c) => this.authorizePolkit(c),
         closed: (c, reason) => this.clientClosed(c, reason),
@@ -121,6 +122,20 @@ export class Daemon {
     const why = authWhy !== undefined && !c.authenticated ? `auth failure (${authWhy})` : reason;
     this.logger.log('info', `client ${c.id} disconnected: ${why}`, 'rpc.server');
     trace(clientClosedChannel, () => ({ client: c, reason: why }));
+  }
+
+  private saslStep(c: ClientConnection, proc: number, payload: Buffer) {
+    const out = saslOutcome(this.sasl, c, proc, payload);
+    if (out.error !== null) {
+      const reason =
+        out.error.code === VIR_ERR_AUTH_FAILED
+          ? 'failed'
+          : out.error.code === VIR_ERR_AUTH_CANCELLED
+            ? 'cancelled'
+            : 'error';
+      this.authFailed(c, 'sasl', reason, out.error.message ?? reason);
+    }
+    return out;
   }
 
   private authorizePolkit(c: ClientConnection) {
