@@ -5,6 +5,7 @@
 // Scale: CAMPAIGN_SCALE=long for the full-size run (npm run campaign:long).
 
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { before, describe, it } from 'node:test';
 
@@ -368,6 +369,36 @@ describe('hostile clients', { timeout: 600_000 }, () => {
       tcpPort === null ? 'rw (polkit), ro (sasl)' : 'rw (polkit), ro (sasl), tcp (sasl)',
     );
     await settled(guarded, guardedBase, 'pre-auth sweeps');
+  });
+
+  it('the admin socket: unknown procedures, bad types and garbage arguments get errors, nothing acts', async (t) => {
+    if (!existsSync(open.adminSock)) {
+      t.skip('this build has no admin socket');
+      return;
+    }
+    const c = await WireClient.connect(open.adminSock);
+    // Only procedures that read; the ones that act (shutdown, client close, setters) stay out.
+    const readOnly = [3, 4, 5, 6, 8, 9, 10, 12, 14, 15];
+    const frames: Buffer[] = [];
+    let serial = SWEEP_SERIAL;
+    const rounds = scale(40, 400);
+    for (let i = 0; i < rounds; i++) {
+      for (const p of [...readOnly, 0, 21, 1000, -1]) {
+        const junk = Buffer.alloc((i * 7 + p + 64) % 64, (i + p) & 0xff);
+        frames.push(call(ADMIN_PROGRAM, p, serial++, junk));
+      }
+    }
+    const got = await sweep(c, frames);
+    let ok = 0;
+    for (const r of got.values()) if (readHeader(r).status === VIR_NET_OK) ok++;
+    // Non-calls on the admin program are dropped; the connection and the daemon live on.
+    c.write(call(ADMIN_PROGRAM, 3, 1, null, { type: VIR_NET_REPLY }));
+    c.write(call(ADMIN_PROGRAM, 3, 2, null, { type: VIR_NET_STREAM, status: 2 }));
+    const v = await c.call(ADMIN_PROGRAM, 3, null);
+    assert.equal(readHeader(v).status, VIR_NET_OK, describeFrame(v));
+    figure(CAMPAIGN, 'admin socket: hostile calls answered (ok / error)', `${ok} / ${got.size - ok}`);
+    c.close();
+    await settled(open, openBase, 'admin socket');
   });
 
   it('unknown programs, versions, types and statuses, before and after open', async () => {
