@@ -91,6 +91,9 @@ export function takeSocketActivation(
   delete env['LISTEN_FDNAMES'];
   delete env[HANDOVER_ENV];
   if (parsed.kind === 'ignored') warn(`${parsed.reason}; creating sockets from the configuration`);
+  // A restart with only path-bound unix sockets passes no fd (LISTEN_FDS=0), yet the successor must
+  // still take the paths over from its live predecessor instead of binding them anew (and failing).
+  if (owned && parsed.kind === 'none') return new SocketActivation(new Map(), true);
   return parsed.kind === 'active' ? new SocketActivation(parsed.fds, owned) : null;
 }
 
