@@ -51,6 +51,7 @@ fi
 step lint npm run lint --silent
 step typecheck npm run typecheck --silent
 step unit run_tests 1 unit property
+step fuzz run_tests 1 fuzz
 
 echo "==> backend"
 if backend_state=$(bash scripts/backend.sh start "$backend_dir"); then
@@ -61,6 +62,7 @@ if backend_state=$(bash scripts/backend.sh start "$backend_dir"); then
   export VIRTPROXYD_TEST_BACKEND_DIR=$backend_dir
   step component run_tests 1 component
   step e2e run_tests 1 e2e
+  step campaign run_tests 1 campaign
 else
   failed+=(backend)
 fi

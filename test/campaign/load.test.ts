@@ -8,7 +8,6 @@
 // CI-sized by default; CAMPAIGN_SCALE=long runs 1 000 clients x 1 000 calls.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -507,9 +506,7 @@ describe(`${IDLE_CLIENTS} concurrently connected clients`, { timeout: 900_000 },
   let tcpPort = 0;
 
   before(async () => {
-    // This process's soft fd limit up to its hard limit (the proxy's launcher does the same).
-    const hard = /^Max open files\s+\S+\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1];
-    if (hard !== undefined) spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${hard}:${hard}`]);
+    // support.ts has raised this process's soft fd limit to the hard limit.
     tcpPort = await freePort();
     idleProxy = await startProbedProxy({
       conf: {

@@ -4,6 +4,7 @@
 // Campaigns only use unix sockets in private temp dirs and loopback; every one stops by itself.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,16 @@ import { readHeader } from '../../src/protocol/header.js';
 import { encodeConnectOpenArgs } from '../../src/protocol/payloads.js';
 import { WireClient, describeFrame } from '../component/wire-client.js';
 import { repoRoot, startProxy, type Proxy, type ProxyOptions } from '../e2e/harness.js';
+
+/**
+ * Floods and the 10 000-client run need more descriptors than a default soft limit (often 1024):
+ * raise this process's soft limit to its hard limit, as the proxy's launcher below does.
+ */
+function raiseFdLimit(): void {
+  const hard = /^Max open files\s+\S+\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1];
+  if (hard !== undefined) spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${hard}:${hard}`]);
+}
+raiseFdLimit();
 
 /** CAMPAIGN_SCALE=long selects the full-size campaigns (npm run campaign:long). */
 export const LONG = process.env['CAMPAIGN_SCALE'] === 'long';
