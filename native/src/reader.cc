@@ -187,8 +187,33 @@ class FdReader : public Napi::ObjectWrap<FdReader> {
   bool ref_ = false;
 };
 
+// trySend(fd, buffer): bytes written now (0 when the socket is full); throws on other errors.
+// Lets the hot path hand a frame straight to the kernel when Node has nothing queued.
+Napi::Value TrySend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!ArgFd(info, 0, &fd)) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsBuffer()) {
+    Napi::TypeError::New(env, "buffer expected").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto buf = info[1].As<Napi::Buffer<unsigned char>>();
+  ssize_t n;
+  do {
+    n = send(fd, buf.Data(), buf.Length(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, 0);
+    return ThrowErrno(env, errno, "send");
+  }
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
 }  // namespace
 
-void InitReader(Napi::Env env, Napi::Object exports) { exports.Set("FdReader", FdReader::Define(env)); }
+void InitReader(Napi::Env env, Napi::Object exports) {
+  exports.Set("FdReader", FdReader::Define(env));
+  exports.Set("trySend", Napi::Function::New(env, TrySend, "trySend"));
+}
 
 }  // namespace virtproxyd

@@ -46,6 +46,7 @@ import {
   type OpenDoneMessage,
 } from '../server/diagnostics.js';
 import { bytesReadOf } from '../transport/chunk-source.js';
+import { bytesWrittenOf } from '../transport/ordered-writer.js';
 import { CollectedCounter, Counter, Gauge, Histogram, Registry, type Labels } from './registry.js';
 
 /** The servers whose state the gauges read at scrape time. */
@@ -268,13 +269,13 @@ export class ProxyMetrics {
     let clientOut = this.closedBytes.clientOut;
     for (const c of this.src.clients()) {
       clientIn += bytesReadOf(c.socket);
-      clientOut += c.socket.bytesWritten;
+      clientOut += bytesWrittenOf(c.socket);
     }
     let backendIn = this.closedBytes.backendIn;
     let backendOut = this.closedBytes.backendOut;
     for (const l of this.legs) {
       backendIn += l.socket === undefined ? 0 : bytesReadOf(l.socket);
-      backendOut += l.socket?.bytesWritten ?? 0;
+      backendOut += (l.socket === undefined ? 0 : bytesWrittenOf(l.socket));
     }
     yield [{ leg: 'client', direction: 'in' }, clientIn];
     yield [{ leg: 'client', direction: 'out' }, clientOut];
@@ -288,7 +289,7 @@ export class ProxyMetrics {
 
   clientClosed(c: ClientConnection, reason: string): void {
     this.closedBytes.clientIn += bytesReadOf(c.socket);
-    this.closedBytes.clientOut += c.socket.bytesWritten;
+    this.closedBytes.clientOut += bytesWrittenOf(c.socket);
     const leg = this.legOf.get(c);
     if (leg !== undefined) this.legClosed(leg, 'client');
     const cat = disconnectCategory(reason);
@@ -399,7 +400,7 @@ export class ProxyMetrics {
   private legClosed(st: LegState, reason: string): void {
     if (!this.legs.delete(st)) return;
     this.closedBytes.backendIn += st.socket === undefined ? 0 : bytesReadOf(st.socket);
-    this.closedBytes.backendOut += st.socket?.bytesWritten ?? 0;
+    this.closedBytes.backendOut += (st.socket === undefined ? 0 : bytesWrittenOf(st.socket));
     this.activeStreams -= st.streams.size;
     st.streams.clear();
     if (reason === 'keepalive') this.keepaliveTimeouts.inc({ leg: 'backend' });

@@ -46,6 +46,8 @@ export interface NativeApi {
     fd: number,
     onChunk: (chunk: Buffer | null, fds: number[] | null, errno: number) => void,
   ) => FdReaderHandle;
+  /** One non-blocking send(); bytes taken by the kernel (0 when the socket is full). */
+  trySend(fd: number, data: Buffer): number;
 }
 
 /** One Cyrus SASL server session (native/src/sasl.cc); methods throw code 'ESASL' on failure. */

@@ -133,7 +133,7 @@ export class BackendConnection {
         this.socket.destroy();
       },
     });
-    this.out = new OrderedWriter(socket);
+    this.out = new OrderedWriter(socket, true);
     this.source = startReading(socket, { onChunk: (c, fds) => this.backendOnChunk(c, fds) }, true);
     socket.on('error', (e) => this.fail(e, 'error'));
     socket.on('close', () => this.backendOnClose());

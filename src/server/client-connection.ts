@@ -269,7 +269,7 @@ export class ClientConnection {
         this.destroy();
       },
     });
-    this.out = new OrderedWriter(socket);
+    this.out = new OrderedWriter(socket, service.transport === 'unix');
     this.source = startReading(
       socket,
       { onChunk: (c, fds) => this.socketOnChunk(c, fds) },
