@@ -17,7 +17,9 @@ namespace virtproxyd {
 
 namespace {
 
-constexpr size_t kReadSize = 65536;
+constexpr size_t kReadSize = 262144;
+// Reads per wake-up while the socket keeps filling the buffer (libuv's own stream reading loops too).
+constexpr int kReadsPerWake = 8;
 constexpr size_t kMaxFds = 64;
 // One read buffer for the whole addon: reads happen on the loop thread only and each chunk is
 // copied into its own JS Buffer before the next read.
@@ -113,15 +115,18 @@ class FdReader : public Napi::ObjectWrap<FdReader> {
   static void OnPoll(uv_poll_t* handle, int status, int /*events*/) {
     auto* self = static_cast<FdReader*>(handle->data);
     if (self == nullptr || self->fd_ < 0) return;
-    self->ReadOnce(status);
+    for (int i = 0; i < kReadsPerWake; i++) {
+      if (!self->ReadOnce(status) || !self->active_ || self->fd_ < 0) break;
+    }
   }
 
-  void ReadOnce(int status) {
+  // One recvmsg; true when it filled the buffer without fds, i.e. more is likely waiting.
+  bool ReadOnce(int status) {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
     if (status < 0) {
       Deliver(env, env.Null(), env.Null(), -status);
-      return;
+      return false;
     }
     iovec iov{};
     iov.iov_base = g_buf;
@@ -137,14 +142,14 @@ class FdReader : public Napi::ObjectWrap<FdReader> {
       got = recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     } while (got < 0 && errno == EINTR);
     if (got < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
       Deliver(env, env.Null(), env.Null(), errno);
-      return;
+      return false;
     }
     if (got == 0) {
       Stopped();
       Deliver(env, env.Null(), env.Null(), 0);
-      return;
+      return false;
     }
     Napi::Value fds = env.Null();
     if (msg.msg_controllen > 0) {
@@ -165,6 +170,7 @@ class FdReader : public Napi::ObjectWrap<FdReader> {
       }
     }
     Deliver(env, Napi::Buffer<unsigned char>::Copy(env, g_buf, static_cast<size_t>(got)), fds, 0);
+    return fds.IsNull() && static_cast<size_t>(got) == kReadSize;
   }
 
   void Stopped() {

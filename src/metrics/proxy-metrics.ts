@@ -275,7 +275,7 @@ export class ProxyMetrics {
     let backendOut = this.closedBytes.backendOut;
     for (const l of this.legs) {
       backendIn += l.socket === undefined ? 0 : bytesReadOf(l.socket);
-      backendOut += (l.socket === undefined ? 0 : bytesWrittenOf(l.socket));
+      backendOut += l.socket === undefined ? 0 : bytesWrittenOf(l.socket);
     }
     yield [{ leg: 'client', direction: 'in' }, clientIn];
     yield [{ leg: 'client', direction: 'out' }, clientOut];
@@ -400,7 +400,7 @@ export class ProxyMetrics {
   private legClosed(st: LegState, reason: string): void {
     if (!this.legs.delete(st)) return;
     this.closedBytes.backendIn += st.socket === undefined ? 0 : bytesReadOf(st.socket);
-    this.closedBytes.backendOut += (st.socket === undefined ? 0 : bytesWrittenOf(st.socket));
+    this.closedBytes.backendOut += st.socket === undefined ? 0 : bytesWrittenOf(st.socket);
     this.activeStreams -= st.streams.size;
     st.streams.clear();
     if (reason === 'keepalive') this.keepaliveTimeouts.inc({ leg: 'backend' });

@@ -7,6 +7,18 @@ import { VIR_NET_MESSAGE_HEADER_XDR_LEN, VIR_NET_MESSAGE_LEN_MAX, VIR_NET_MESSAG
 
 export const MAX_FRAME_LEN = VIR_NET_MESSAGE_MAX + VIR_NET_MESSAGE_LEN_MAX;
 
+/** Frames at least this long may be relayed in pieces as they arrive (see setCutThrough). */
+export const CUT_THROUGH_MIN = 16384;
+
+/** Receives the pieces of one relayed frame; `last` marks its final piece. */
+export type PieceSink = (piece: Buffer, last: boolean) => void;
+
+/**
+ * Asked when a long frame starts but does not fit in the chunk at hand. `head` holds at least
+ * the length word and header. Returning a sink relays the frame in pieces instead of assembling it.
+ */
+export type CutThroughHook = (head: Buffer, len: number) => PieceSink | null;
+
 export class FrameDecoder {
   /** Bytes of a partial length word. */
   private readonly lenBuf = Buffer.alloc(4);
@@ -15,6 +27,10 @@ export class FrameDecoder {
   private partial: Buffer | null = null;
   private partialHave = 0;
   private failed = false;
+  private cutThrough: CutThroughHook | null = null;
+  /** The sink of a frame being relayed in pieces, and how many of its bytes are still to come. */
+  private through: PieceSink | null = null;
+  private throughLeft = 0;
   /** Bytes to drop before the next frame (dummy bytes that carried passed fds). */
   private skipLeft = 0;
 
@@ -23,6 +39,11 @@ export class FrameDecoder {
     private readonly onError: (err: CodedError) => void,
     private readonly maxLen = MAX_FRAME_LEN,
   ) {}
+
+  /** Lets long frames bypass assembly: their bytes go to a sink as they arrive. */
+  setCutThrough(hook: CutThroughHook | null): void {
+    this.cutThrough = hook;
+  }
 
   /** True while part of a frame is buffered. */
   get pending(): boolean {
@@ -38,6 +59,15 @@ export class FrameDecoder {
     if (this.failed) return;
     let pos = 0;
     const n = chunk.length;
+    if (this.through !== null) {
+      const take = Math.min(this.throughLeft, n);
+      const sink = this.through;
+      this.throughLeft -= take;
+      if (this.throughLeft === 0) this.through = null;
+      sink(take === n ? chunk : chunk.subarray(0, take), this.throughLeft === 0);
+      pos = take;
+      if (pos === n || this.failed) return;
+    }
     if (this.partial !== null || this.lenHave > 0) {
       pos = this.continuePartial(chunk);
       if (pos < 0) return;
@@ -60,6 +90,17 @@ export class FrameDecoder {
         this.onFrame(chunk.subarray(pos, pos + len));
         pos += len;
       } else {
+        const hook = this.cutThrough;
+        if (hook !== null && len >= CUT_THROUGH_MIN && n - pos >= VIR_NET_MESSAGE_HEADER_XDR_LEN) {
+          const piece = chunk.subarray(pos, n);
+          const sink = hook(piece, len);
+          if (sink !== null) {
+            this.through = sink;
+            this.throughLeft = len - piece.length;
+            sink(piece, false);
+            return;
+          }
+        }
         this.partial = Buffer.allocUnsafe(len);
         chunk.copy(this.partial, 0, pos, n);
         this.partialHave = n - pos;
@@ -133,6 +174,7 @@ export class FrameDecoder {
   stop(): void {
     this.failed = true;
     this.partial = null;
+    this.through = null;
   }
 
   private fail(err: CodedError): void {

@@ -29,8 +29,9 @@ import {
   VIR_NET_OK,
   VIR_NET_REPLY,
   VIR_NET_REPLY_WITH_FDS,
+  VIR_NET_STREAM,
 } from '../protocol/constants.js';
-import { FrameDecoder } from '../protocol/frame-decoder.js';
+import { FrameDecoder, type PieceSink } from '../protocol/frame-decoder.js';
 import {
   OFF_PROC,
   OFF_PROG,
@@ -108,6 +109,8 @@ export class BackendConnection {
   private serial = 0;
   private pending: { serial: number; resolve: (f: Buffer) => void; reject: (e: Error) => void } | null = null;
   private passthrough: ((frame: Buffer, fds: number[] | null) => void) | null = null;
+  private pieces: PieceSink | null = null;
+  private acceptsPieces: (() => boolean) | null = null;
   private readonly source: ChunkSource;
   private readonly out: OrderedWriter;
   private readonly fdQueue = new FdQueue();
@@ -124,6 +127,14 @@ export class BackendConnection {
       (f) => this.backendOnFrame(f),
       (e) => this.fail(e, 'error'),
     );
+    // Long STREAM frames (downloads, screenshots) go to the client as they arrive.
+    this.decoder.setCutThrough((head) => {
+      const sink = this.pieces;
+      if (sink === null || head.readInt32BE(OFF_TYPE) !== VIR_NET_STREAM) return null;
+      if (this.acceptsPieces !== null && !this.acceptsPieces()) return null;
+      this.keepalive.received();
+      return sink;
+    });
     this.keepalive = new Keepalive({
       interval: opts.keepaliveInterval,
       count: opts.keepaliveCount,
@@ -225,7 +236,11 @@ export class BackendConnection {
   attach(
     onFrame: (frame: Buffer, fds: number[] | null) => void,
     onClose: (reason: BackendCloseReason, err?: Error) => void,
+    onPiece?: PieceSink,
+    acceptsPieces?: () => boolean,
   ): void {
+    this.pieces = onPiece ?? null;
+    this.acceptsPieces = acceptsPieces ?? null;
     this.passthrough = onFrame;
     this.closedCb = onClose;
     if (this.closed) onClose(this.closeReason);
@@ -298,6 +313,10 @@ export class BackendConnection {
 
   writeWithFds(frame: Buffer, fds: number[]): void {
     this.out.writeWithFds(frame, fds);
+  }
+
+  writePiece(piece: Buffer, last: boolean): boolean {
+    return this.out.writePiece(piece, last);
   }
 
   pause(): void {

@@ -42,6 +42,7 @@ import {
   VIR_FROM_RPC,
   VIR_NET_CALL,
   VIR_NET_CALL_WITH_FDS,
+  VIR_NET_CONTINUE,
   VIR_NET_MESSAGE,
   VIR_NET_OK,
   VIR_NET_REPLY,
@@ -49,7 +50,7 @@ import {
   VIR_NET_STREAM,
   VIR_NET_STREAM_HOLE,
 } from '../protocol/constants.js';
-import { FrameDecoder } from '../protocol/frame-decoder.js';
+import { FrameDecoder, type PieceSink } from '../protocol/frame-decoder.js';
 import {
   OFF_PROC,
   OFF_PROG,
@@ -140,7 +141,11 @@ export interface BackendLeg {
   attach(
     onFrame: (frame: Buffer, fds: number[] | null) => void,
     onClose: (reason: 'eof' | 'error' | 'keepalive' | 'client') => void,
+    onPiece?: PieceSink,
+    acceptsPieces?: () => boolean,
   ): void;
+  /** A piece of a frame relayed as it arrives (see OrderedWriter.writePiece). */
+  writePiece(piece: Buffer, last: boolean): boolean;
   close(): void;
   pause(): void;
   resume(): void;
@@ -255,6 +260,7 @@ export class ClientConnection {
       (f) => this.clientOnFrame(f),
       (e) => this.protocolError(e),
     );
+    this.decoder.setCutThrough((head) => this.clientCutThrough(head));
     this.keepalive = new Keepalive({
       interval: limits.keepaliveInterval,
       count: limits.keepaliveCount,
@@ -473,6 +479,43 @@ export class ClientConnection {
   private forward(frame: Buffer): void {
     const b = this.backend;
     if (b !== null && !b.write(frame)) this.backendFull = true;
+  }
+
+  /**
+   * Cut-through for a long client STREAM frame (volume upload): relayed to the backend piece by
+   * piece as it arrives, when nothing waits ahead of it. Anything else is assembled as usual.
+   */
+  private clientCutThrough(head: Buffer): PieceSink | null {
+    const b = this.backend;
+    if (
+      b === null ||
+      this.state !== 'open' ||
+      this.fdFrame !== null ||
+      this.closingCall !== null ||
+      this.mustQueue(false) ||
+      head.readInt32BE(OFF_TYPE) !== VIR_NET_STREAM ||
+      head.readInt32BE(OFF_STATUS) !== VIR_NET_CONTINUE ||
+      programFor(head.readUInt32BE(OFF_PROG), head.readUInt32BE(OFF_VERS)) === null
+    ) {
+      return null;
+    }
+    this.keepalive.received();
+    return (piece, last) => {
+      if (this.backend === b && !b.writePiece(piece, last)) this.backendFull = true;
+    };
+  }
+
+  /** Cut-through the other way: a long backend STREAM frame (download) straight to the client. */
+  private backendPiece(piece: Buffer, last: boolean): void {
+    if (this.state !== 'open') return;
+    const out = this.out;
+    if (!(out instanceof OrderedWriter)) return;
+    if (!out.writePiece(piece, last)) this.backend?.pause();
+  }
+
+  /** Whether backend frames may come in pieces: not when a security layer wraps the output. */
+  get acceptsPieces(): boolean {
+    return this.out instanceof OrderedWriter;
   }
 
   /**
@@ -835,6 +878,8 @@ export class ClientConnection {
         leg.attach(
           (f, fds) => this.backendOnFrame(f, fds),
           (reason) => this.backendOnClose(reason),
+          (piece, last) => this.backendPiece(piece, last),
+          () => this.acceptsPieces,
         );
         leg.onDrain(() => {
           this.backendFull = false;

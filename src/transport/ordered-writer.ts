@@ -94,7 +94,8 @@ export class OrderedWriter {
    */
   writePiece(piece: Buffer, last: boolean): boolean {
     this.inPieces = !last;
-    const ok = this.held !== null ? (this.held.push({ frame: piece, fds: null }), false) : this.rawWrite(piece);
+    const ok =
+      this.held !== null ? (this.held.push({ frame: piece, fds: null }), false) : this.rawWrite(piece);
     if (!last || this.afterPieces.length === 0) return ok;
     const later = this.afterPieces;
     this.afterPieces = [];

@@ -144,6 +144,17 @@ class FakeLeg implements BackendLeg {
   }
 
   fdWrites = 0;
+  private pieceBuf: Buffer[] = [];
+
+  /** Pieces of a cut-through frame are recorded as the whole frame once its last piece arrives. */
+  writePiece(piece: Buffer, last: boolean): boolean {
+    this.pieceBuf.push(Buffer.from(piece));
+    if (last) {
+      this.got.push(Buffer.concat(this.pieceBuf));
+      this.pieceBuf = [];
+    }
+    return !this.full;
+  }
 
   attach(
     onFrame: (f: Buffer, fds: number[] | null) => void,
