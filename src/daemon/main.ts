@@ -206,7 +206,8 @@ export async function main(argv: readonly string[]): Promise<void> {
 /** -d: start a detached copy and exit once it reports that it serves (or why it cannot). */
 async function daemonize(argv: readonly string[]): Promise<void> {
   const script = process.argv[1] ?? '';
-  const child = spawn(process.execPath, [script, ...argv], {
+  // execArgv carries the V8 flags of bin/virtproxyd's shebang to the detached copy.
+  const child = spawn(process.execPath, [...process.execArgv, script, ...argv], {
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
     env: { ...process.env, [DAEMON_CHILD_ENV]: '3' },

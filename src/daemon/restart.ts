@@ -96,7 +96,15 @@ export function spawnSuccessor(ctx: RestartContext): Promise<RestartOutcome> {
   // is the successor's pid too.
   const child = spawn(
     '/bin/sh',
-    ['-c', 'LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"', process.execPath, script, ...ctx.argv],
+    // execArgv carries the V8 flags of bin/virtproxyd's shebang to the successor.
+    [
+      '-c',
+      'LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"',
+      process.execPath,
+      ...process.execArgv,
+      script,
+      ...ctx.argv,
+    ],
     { detached: true, env, stdio: ['ignore', 'inherit', 'inherit', ...fds, 'pipe'] },
   );
   return new Promise((resolve) => {

@@ -189,7 +189,8 @@ export async function startProxy(opts: ProxyOptions = {}): Promise<Proxy> {
   const other = process.env['VIRTPROXYD_TEST_BIN'];
   const [file, args] = other
     ? [other, argv]
-    : [process.execPath, [join(repoRoot, 'bin', 'virtproxyd'), ...argv]];
+    : // The V8 flag of bin/virtproxyd's shebang: tests run the daemon as shipped.
+      [process.execPath, ['--max-semi-space-size=1', join(repoRoot, 'bin', 'virtproxyd'), ...argv]];
   const child = spawn(file, args, {
     cwd: repoRoot,
     stdio: ['ignore', outFd, errFd],
