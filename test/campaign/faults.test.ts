@@ -38,6 +38,7 @@ import { REMOTE_PROC_SECRET_LOOKUP_BY_UUID, errorCode, errorMessage, lookupSecre
 import {
   REMOTE_PROC_CONNECT_GET_LIB_VERSION,
   Witness,
+  afterClients,
   figure,
   heldBeyond,
   mib,
@@ -273,10 +274,7 @@ describe('backend killed and restarted under load', { timeout: 900_000 }, () => 
       assert.ok(fresh.ok > 0 && fresh.errors.size === 0 && fresh.violations.length === 0, 'calls work again');
       fresh.close();
     }
-    const after = await waitFor('settled', 20_000, async () => {
-      const m = await proxy.probe();
-      return m.fds <= base.fds ? m : undefined;
-    });
+    const after = await afterClients(proxy, base, 'settled', { legs: true });
     figure(CAMPAIGN, 'backend SIGKILL/restart cycles under load', `${cycles} x ${clientsN} clients`);
     figure(CAMPAIGN, 'calls answered with their own reply', answered);
     for (const [k, v] of errorKinds) figure(CAMPAIGN, `calls answered with error ${k}`, v);

@@ -40,6 +40,7 @@ import {
 import {
   LONG,
   Witness,
+  afterClients,
   figure,
   heldBeyond,
   mib,
@@ -105,12 +106,9 @@ async function steady(p: ProbedProxy): Promise<MemSample> {
 }
 
 /** Waits until the offenders' sockets are gone, then checks memory and fds against the baseline. */
-async function settled(p: ProbedProxy, base: MemSample, what: string): Promise<void> {
-  // Backend legs close politely (CONNECT_CLOSE, then a grace period), so give them time.
-  const s = await waitFor(`${what}: proxy fds back to ${base.fds}`, 20_000, async () => {
-    const m = await p.probe();
-    return m.fds <= base.fds ? m : undefined;
-  });
+async function settled(p: ProbedProxy, base: MemSample, what: string, legs = false): Promise<void> {
+  // `legs`: the offenders had backend legs, which close politely (CONNECT_CLOSE, a grace period).
+  const s = await afterClients(p, base, what, { legs });
   const held = heldBeyond(base, s);
   figure(CAMPAIGN, `${what}: live memory after, beyond baseline (MiB)`, mib(held));
   assert.ok(held < SETTLED_MAX_BYTES, `${what}: proxy keeps ${mib(held)} MiB beyond its baseline`);
@@ -129,13 +127,36 @@ function drainOrTimeout(s: net.Socket, ms: number): Promise<void> {
   });
 }
 
-/** A raw client: connects, and collects every frame the proxy sends back. */
+/** Connects, retrying while the listen backlog is full (EAGAIN): a flood outpaces accept(). */
+async function connectRetrying(sock: string): Promise<WireClient> {
+  for (let tries = 0; ; tries++) {
+    try {
+      return await WireClient.connect(sock);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN' || tries > 500) throw e;
+      backlogRetries++;
+      await sleep(20);
+    }
+  }
+}
+
+let backlogRetries = 0;
+
+/** n raw clients (they collect every frame the proxy sends back); on failure none is left open. */
 async function rawClients(sock: string, n: number): Promise<WireClient[]> {
   const out: WireClient[] = [];
-  for (let i = 0; i < n; i += 100) {
-    out.push(
-      ...(await Promise.all(Array.from({ length: Math.min(100, n - i) }, () => WireClient.connect(sock)))),
-    );
+  try {
+    for (let i = 0; i < n; i += 100) {
+      const batch = await Promise.allSettled(
+        Array.from({ length: Math.min(100, n - i) }, () => connectRetrying(sock)),
+      );
+      for (const r of batch) if (r.status === 'fulfilled') out.push(r.value);
+      const failed = batch.find((r) => r.status === 'rejected');
+      if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+    }
+  } catch (e) {
+    for (const c of out) c.close();
+    throw e;
   }
   return out;
 }
@@ -436,7 +457,7 @@ describe('hostile clients', { timeout: 600_000 }, () => {
       c.close();
     }
     figure(CAMPAIGN, 'unknown program/version/type/status frames per state', rounds);
-    await settled(open, openBase, 'unknown programs');
+    await settled(open, openBase, 'unknown programs', true);
   });
 
   it('replies, events and stream packets sent by clients are dropped; the sender keeps working', async () => {
@@ -467,7 +488,7 @@ describe('hostile clients', { timeout: 600_000 }, () => {
     figure(CAMPAIGN, 'client-sent non-call frames dropped', n);
     figure(CAMPAIGN, 'after a stray STREAM_HOLE the sender got', after === VIR_NET_OK ? 'OK' : String(after));
     c.close();
-    await settled(open, openBase, 'client-sent replies/streams');
+    await settled(open, openBase, 'client-sent replies/streams', true);
   });
 
   it('a flood of unauthenticated connections does not starve authenticated clients', async () => {
@@ -502,10 +523,7 @@ describe('hostile clients', { timeout: 600_000 }, () => {
       } finally {
         for (const c of cs) c.close();
       }
-      const after = await waitFor('flood gone', 20_000, async () => {
-        const m = await guarded.probe();
-        return m.fds <= guardedBase.fds ? m : undefined;
-      });
+      const after = await afterClients(guarded, guardedBase, 'flood gone');
       residues.push(heldBeyond(guardedBase, after));
     }
     figure(CAMPAIGN, 'flood: live memory left after each round (MiB)', residues.map(mib).join(', '));
@@ -586,7 +604,7 @@ describe('hostile clients', { timeout: 600_000 }, () => {
       'most refusals are "operation forbidden: read only access"',
     );
     c.close();
-    await settled(open, openBase, 'read-only write sweep');
+    await settled(open, openBase, 'read-only write sweep', true);
   });
 
   it('keepalive then early close (CVE-2014-1447) and clients that never answer pings', async () => {
@@ -622,7 +640,7 @@ describe('hostile clients', { timeout: 600_000 }, () => {
       const w = await openedClient(ka.rwSock);
       assert.equal(readHeader(await w.call(REMOTE_PROGRAM, 59, null)).status, VIR_NET_OK);
       w.close();
-      await settled(ka, base, 'keepalive early close');
+      await settled(ka, base, 'keepalive early close', true);
       figure(CAMPAIGN, 'keepalive-then-close connections', 3 * n);
     } finally {
       await ka.stop();
@@ -650,7 +668,7 @@ describe('hostile clients', { timeout: 600_000 }, () => {
       );
     }
     for (const c of [unauth, opened, subscriber, gen]) c.close();
-    await settled(open, openBase, 'event isolation');
+    await settled(open, openBase, 'event isolation', true);
   });
 
   it('a client that never reads its replies cannot grow the proxy without bound', async () => {
@@ -700,5 +718,6 @@ describe('hostile clients', { timeout: 600_000 }, () => {
     const stats = await Promise.all([witnessOpen.stop(), witnessRo.stop(), witnessGuarded.stop()]);
     figure(CAMPAIGN, 'witness calls (rw, ro, guarded rw)', stats.map((x) => x.calls).join(', '));
     figure(CAMPAIGN, 'witness slowest call (ms)', Math.max(...stats.map((x) => x.maxLatencyMs)).toFixed(0));
+    figure(CAMPAIGN, 'connects retried because the listen backlog was full', backlogRetries);
   });
 });

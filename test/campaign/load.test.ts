@@ -43,6 +43,7 @@ import {
   uuidBytes,
 } from './rpc.js';
 import {
+  afterClients,
   figure,
   heldBeyond,
   mib,
@@ -418,10 +419,7 @@ describe('load without loss', { timeout: 1_800_000 }, () => {
     );
 
     for (const c of [...clients, gen]) c.close();
-    const settledMem = await waitFor('load clients gone', 30_000, async () => {
-      const m = await proxy.probe();
-      return m.fds <= base.fds ? m : undefined;
-    });
+    const settledMem = await afterClients(proxy, base, 'load clients gone', { legs: true, ms: 60_000 });
     figure(CAMPAIGN, 'live memory after the load, beyond baseline (MiB)', mib(heldBeyond(base, settledMem)));
     assert.ok(heldBeyond(base, settledMem) < 8 * 1024 * 1024);
   });
@@ -588,10 +586,7 @@ describe(`${IDLE_CLIENTS} concurrently connected clients`, { timeout: 900_000 },
         await Promise.all(cs.slice(i, i + 1000).map((c) => c.roundTrip(KEEPALIVE_PING, VIR_NET_MESSAGE, 2)));
       }
       for (const c of cs) c.close();
-      const after = await waitFor('idle clients gone', 60_000, async () => {
-        const m = await idleProxy.probe();
-        return m.fds <= base.fds ? m : undefined;
-      });
+      const after = await afterClients(idleProxy, base, 'idle clients gone', { ms: 60_000 });
       figure(
         CAMPAIGN,
         `${transport}: live memory after they left, beyond baseline (MiB)`,

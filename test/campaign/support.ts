@@ -123,6 +123,27 @@ export async function startProbedProxy(opts: ProxyOptions = {}): Promise<ProbedP
   });
 }
 
+/**
+ * The proxy's memory once clients have gone: waits until its fd count is back to the baseline and,
+ * with `legs` (the clients had backend connections), for the grace period a closing backend leg
+ * keeps its object after CONNECT_CLOSE (2 s in BackendConnection.close), so that only what is
+ * really left behind is measured.
+ */
+export async function afterClients(
+  p: ProbedProxy,
+  base: MemSample,
+  what: string,
+  opts: { legs?: boolean; ms?: number } = {},
+): Promise<MemSample> {
+  const m = await waitFor(`${what}: proxy fds back to ${base.fds}`, opts.ms ?? 30_000, async () => {
+    const s = await p.probe();
+    return s.fds <= base.fds ? s : undefined;
+  });
+  if (opts.legs !== true) return m;
+  await sleep(2500);
+  return p.probe();
+}
+
 /** Live memory the proxy holds beyond a baseline sample (JS heap plus Buffer memory), in bytes. */
 export function heldBeyond(base: MemSample, now: MemSample): number {
   return now.heapUsed + now.arrayBuffers - (base.heapUsed + base.arrayBuffers);
