@@ -284,7 +284,7 @@ describe('backend killed and restarted under load', { timeout: 900_000 }, () => 
       closedPending,
     );
     figure(CAMPAIGN, 'CONNECT_OPEN while the backend is down', refusedWhileDown);
-    figure(CAMPAIGN, 'stuck clients / leaked fds', `0 / ${after.fds - base.fds}`);
+    figure(CAMPAIGN, 'stuck clients / leaked fds', `0 / ${Math.max(0, after.fds - base.fds)}`);
     figure(CAMPAIGN, 'live memory after the cycles, beyond baseline (MiB)', mib(heldBeyond(base, after)));
     for (const k of errorKinds.keys()) assert.match(k, /^1: internal error: client socket is closed$/);
   });
