@@ -21,7 +21,8 @@ export type CutThroughHook = (head: Buffer, len: number) => PieceSink | null;
 
 export class FrameDecoder {
   /** Bytes of a partial length word. */
-  private readonly lenBuf = Buffer.alloc(4);
+  /** Holds a length word split across chunks; allocated on first need (idle clients never do). */
+  private lenBufStore: Buffer | null = null;
   private lenHave = 0;
   /** A frame being assembled across chunks. */
   private partial: Buffer | null = null;
@@ -43,6 +44,11 @@ export class FrameDecoder {
   /** Lets long frames bypass assembly: their bytes go to a sink as they arrive. */
   setCutThrough(hook: CutThroughHook | null): void {
     this.cutThrough = hook;
+  }
+
+  private get lenBuf(): Buffer {
+    if (this.lenBufStore === null) this.lenBufStore = Buffer.alloc(4);
+    return this.lenBufStore;
   }
 
   /** True while part of a frame is buffered. */

@@ -50,7 +50,7 @@ import {
 } from '../protocol/payloads.js';
 import { decodeRemoteError, remoteError, type RemoteError } from '../protocol/remote-error.js';
 import { Keepalive } from '../server/keepalive.js';
-import { startReading, type ChunkSource } from '../transport/chunk-source.js';
+import { startReading, type ChunkSink, type ChunkSource } from '../transport/chunk-source.js';
 import { FdQueue, closeFds } from '../transport/fd-queue.js';
 import { OrderedWriter } from '../transport/ordered-writer.js';
 
@@ -103,7 +103,7 @@ const STRERROR: Record<string, string> = {
 
 export type BackendCloseReason = 'eof' | 'error' | 'keepalive' | 'client';
 
-export class BackendConnection {
+export class BackendConnection implements ChunkSink {
   readonly socket: net.Socket;
   private readonly decoder: FrameDecoder;
   private serial = 0;
@@ -145,7 +145,7 @@ export class BackendConnection {
       },
     });
     this.out = new OrderedWriter(socket, true);
-    this.source = startReading(socket, { onChunk: (c, fds) => this.backendOnChunk(c, fds) }, true);
+    this.source = startReading(socket, this, true);
     socket.on('error', (e) => this.fail(e, 'error'));
     socket.on('close', () => this.backendOnClose());
   }
@@ -246,7 +246,8 @@ export class BackendConnection {
     if (this.closed) onClose(this.closeReason);
   }
 
-  private backendOnChunk(chunk: Buffer, fds: number[] | null): void {
+  /** ChunkSink: bytes (and passed fds) read from the daemon socket. */
+  onChunk(chunk: Buffer, fds: number[] | null): void {
     if (fds !== null) {
       this.fdQueue.add(fds);
       const f = this.fdFrame;

@@ -74,7 +74,7 @@ import {
 import type { ProgramInfo } from '../protocol/procedure-types.js';
 import { LXC_PROGRAM_INFO, QEMU_PROGRAM_INFO, REMOTE_PROGRAM_INFO } from '../protocol/procedures.gen.js';
 import { remoteError, rpcError, type RemoteError } from '../protocol/remote-error.js';
-import { startReading, type ChunkSource } from '../transport/chunk-source.js';
+import { startReading, type ChunkSink, type ChunkSource } from '../transport/chunk-source.js';
 import { FdQueue, closeFds } from '../transport/fd-queue.js';
 import { OrderedWriter } from '../transport/ordered-writer.js';
 import { SecurityLayerWriter, type SecurityLayer } from '../transport/sasl-layer.js';
@@ -207,7 +207,7 @@ const PAUSE_OUTPUT_FULL = 16;
 export const QUEUE_MAX_BYTES = 1024 * 1024;
 export const QUEUE_MAX_FRAMES = 1024;
 
-export class ClientConnection {
+export class ClientConnection implements ChunkSink {
   state: ClientState;
   readonly connectedAt = Date.now();
   readonly: boolean;
@@ -276,11 +276,7 @@ export class ClientConnection {
       },
     });
     this.out = new OrderedWriter(socket, service.transport === 'unix');
-    this.source = startReading(
-      socket,
-      { onChunk: (c, fds) => this.socketOnChunk(c, fds) },
-      service.transport === 'unix',
-    );
+    this.source = startReading(socket, this, service.transport === 'unix');
     socket.on('error', (e) => {
       this.closeReason = `socket error: ${e.message}`;
     });
@@ -314,7 +310,8 @@ export class ClientConnection {
     if (was === 'need-auth' && next === 'ready') this.hooks.authenticated?.(this);
   }
 
-  private socketOnChunk(chunk: Buffer, fds: number[] | null): void {
+  /** ChunkSink: bytes (and passed fds) read from the client socket. */
+  onChunk(chunk: Buffer, fds: number[] | null): void {
     if (this.layer !== null) {
       try {
         chunk = this.layer.decode(chunk);

@@ -7,13 +7,37 @@ export interface KeepaliveTimers {
   clearInterval(handle: unknown): void;
 }
 
+/**
+ * One Node interval per distinct period, shared by every leg that uses it: thousands of idle
+ * clients then cost a set entry each instead of a timer each.
+ */
+const wheels = new Map<number, { timer: NodeJS.Timeout; fns: Set<() => void> }>();
+
 const realTimers: KeepaliveTimers = {
   setInterval: (fn, ms) => {
-    const t = setInterval(fn, ms);
-    t.unref();
-    return t;
+    let w = wheels.get(ms);
+    if (w === undefined) {
+      const fns = new Set<() => void>();
+      const timer = setInterval(() => {
+        for (const f of fns) f();
+      }, ms);
+      timer.unref();
+      w = { timer, fns };
+      wheels.set(ms, w);
+    }
+    w.fns.add(fn);
+    return { ms, fn };
   },
-  clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
+  clearInterval: (h) => {
+    const { ms, fn } = h as { ms: number; fn: () => void };
+    const w = wheels.get(ms);
+    if (w === undefined) return;
+    w.fns.delete(fn);
+    if (w.fns.size === 0) {
+      clearInterval(w.timer);
+      wheels.delete(ms);
+    }
+  },
 };
 
 export interface KeepaliveOptions {

@@ -83,9 +83,12 @@ export class RpcServer {
     this.admit(socket, service);
   }
 
-  private admit(socket: net.Socket, service: ServiceInfo): void {
-    const id = this.nextId++;
-    const hooks: ClientHooks = {
+  /** The hooks every client gets: the caller's, wrapped so the server sees arrivals and exits. */
+  private clientHooks: ClientHooks | null = null;
+
+  private hooksForClients(): ClientHooks {
+    if (this.clientHooks !== null) return this.clientHooks;
+    this.clientHooks = {
       ...this.opts.hooks,
       closed: (c, reason) => {
         this.clients.delete(c.id);
@@ -98,7 +101,12 @@ export class RpcServer {
         this.admitWaiting();
       },
     };
-    const client = new ClientConnection(id, socket, service, this.opts.limits, hooks);
+    return this.clientHooks;
+  }
+
+  private admit(socket: net.Socket, service: ServiceInfo): void {
+    const id = this.nextId++;
+    const client = new ClientConnection(id, socket, service, this.opts.limits, this.hooksForClients());
     this.clients.set(id, client);
     this.opts.onClientCreated?.(client);
     this.opts.onClientCountChange?.(this.clients.size);
