@@ -27,8 +27,8 @@ import { FrameDecoder } from '../../src/protocol/frame-decoder.js';
 import { encodeMessage, readHeader } from '../../src/protocol/header.js';
 import { encodeConnectOpenArgs } from '../../src/protocol/payloads.js';
 import { KEEPALIVE_PING, describeFrame, words, xdrString } from '../component/wire-client.js';
-import { cleanupDirect, sha256File, uniqueName } from '../e2e/clients.js';
-import { directUri, virsh, virshOk } from '../e2e/harness.js';
+import { cleanupDirect, sha256File, startClient, uniqueName } from '../e2e/clients.js';
+import { directUri, virshOk } from '../e2e/harness.js';
 import {
   REMOTE_PROC_CONNECT_SECRET_EVENT_REGISTER_ANY,
   REMOTE_PROC_DOMAIN_LOOKUP_BY_NAME,
@@ -304,8 +304,28 @@ describe('load without loss', { timeout: 1_800_000 }, () => {
     const t0 = performance.now();
 
     // Two streams through the proxy while the load runs.
-    const upload = virsh(uri, 'vol-upload', '--pool', pool, 'up.raw', join(work, 'up.bin'));
-    const download = virsh(uri, 'vol-download', '--pool', pool, 'down.raw', join(work, 'down.out'));
+    // Through clients.ts rather than the harness's virsh(): no 60 s cap, a long run streams 256 MiB
+    // each way while a million calls compete for the same proxy and daemon.
+    const upload = startClient('/usr/bin/virsh', [
+      '-q',
+      '-c',
+      uri,
+      'vol-upload',
+      '--pool',
+      pool,
+      'up.raw',
+      join(work, 'up.bin'),
+    ]).done;
+    const download = startClient('/usr/bin/virsh', [
+      '-q',
+      '-c',
+      uri,
+      'vol-download',
+      '--pool',
+      pool,
+      'down.raw',
+      join(work, 'down.out'),
+    ]).done;
 
     // The event source: define and undefine ephemeral secrets, one after the other.
     const ours: string[] = [];
