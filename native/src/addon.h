@@ -6,6 +6,8 @@
 
 #include <cstddef>
 #include <string>
+#include <sys/types.h>
+#include <vector>
 
 namespace virtproxyd {
 
@@ -35,5 +37,10 @@ bool ArgString(const Napi::CallbackInfo& info, size_t index, std::string* out);
 // Sends one 0x00 data byte with the given fds in a single SCM_RIGHTS control message,
 // never blocking. Returns 0 or an errno value.
 int SendByteWithFds(int sock, const int* fds, size_t count);
+
+// One non-blocking recvmsg() into buf, collecting every passed fd (close-on-exec) into *fds so
+// none can leak. Returns bytes read, 0 at end of stream, or -1 with errno set (EAGAIN included);
+// *truncated tells whether the kernel had to drop fds for want of control-buffer room.
+ssize_t RecvWithFds(int sock, void* buf, size_t len, size_t max_fds, std::vector<int>* fds, bool* truncated);
 
 }  // namespace virtproxyd

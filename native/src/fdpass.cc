@@ -39,6 +39,34 @@ int SendByteWithFds(int sock, const int* fds, size_t count) {
   return sent < 0 ? errno : 0;
 }
 
+ssize_t RecvWithFds(int sock, void* buf, size_t len, size_t max_fds, std::vector<int>* fds, bool* truncated) {
+  iovec iov{};
+  iov.iov_base = buf;
+  iov.iov_len = len;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * max_fds), 0);
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  ssize_t got;
+  do {
+    got = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  } while (got < 0 && errno == EINTR);
+  *truncated = got >= 0 && (msg.msg_flags & MSG_CTRUNC) != 0;
+  if (got <= 0 || msg.msg_controllen == 0) return got;
+  for (cmsghdr* h = CMSG_FIRSTHDR(&msg); h != nullptr; h = CMSG_NXTHDR(&msg, h)) {
+    if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; i++) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+      fds->push_back(fd);
+    }
+  }
+  return got;
+}
+
 namespace {
 
 Napi::Value SendFd(const Napi::CallbackInfo& info) {
@@ -56,39 +84,17 @@ Napi::Value RecvFd(const Napi::CallbackInfo& info) {
   int sock;
   if (!ArgFd(info, 0, &sock)) return env.Undefined();
   char byte;
-  iovec iov{};
-  iov.iov_base = &byte;
-  iov.iov_len = 1;
   // Room for one fd (alignment padding may let the kernel fit a second, which is
-  // then caught by the count check below; anything beyond sets MSG_CTRUNC).
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  ssize_t got;
-  do {
-    got = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  } while (got < 0 && errno == EINTR);
+  // then caught by the count check below; anything beyond is reported as truncated).
+  std::vector<int> received;
+  bool truncated = false;
+  ssize_t got = RecvWithFds(sock, &byte, 1, 1, &received, &truncated);
   if (got < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return env.Null();
     return ThrowErrno(env, errno, "recvmsg");
   }
   if (got == 0) return ThrowCoded(env, "EOF", "recvmsg: end of stream while waiting for a passed fd");
-
-  // Collect every fd the kernel installed so none leaks when the message is rejected.
-  std::vector<int> received;
-  for (cmsghdr* header = CMSG_FIRSTHDR(&msg); header != nullptr; header = CMSG_NXTHDR(&msg, header)) {
-    if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; i++) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
-      received.push_back(fd);
-    }
-  }
-  if (received.size() == 1 && (msg.msg_flags & MSG_CTRUNC) == 0) return Napi::Number::New(env, received[0]);
+  if (received.size() == 1 && !truncated) return Napi::Number::New(env, received[0]);
   for (int fd : received) close(fd);
   const char* detail = received.empty() ? "carried no fd" : "carried more than one fd";
   return ThrowCoded(env, "EBADMSG", std::string("recvmsg: passed-fd message ") + detail);

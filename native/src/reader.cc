@@ -128,19 +128,9 @@ class FdReader : public Napi::ObjectWrap<FdReader> {
       Deliver(env, env.Null(), env.Null(), -status);
       return false;
     }
-    iovec iov{};
-    iov.iov_base = g_buf;
-    iov.iov_len = kReadSize;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    ssize_t got;
-    do {
-      got = recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    } while (got < 0 && errno == EINTR);
+    std::vector<int> received;
+    bool truncated = false;
+    ssize_t got = RecvWithFds(fd_, g_buf, kReadSize, kMaxFds, &received, &truncated);
     if (got < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
       Deliver(env, env.Null(), env.Null(), errno);
@@ -152,22 +142,10 @@ class FdReader : public Napi::ObjectWrap<FdReader> {
       return false;
     }
     Napi::Value fds = env.Null();
-    if (msg.msg_controllen > 0) {
-      std::vector<int> received;
-      for (cmsghdr* h = CMSG_FIRSTHDR(&msg); h != nullptr; h = CMSG_NXTHDR(&msg, h)) {
-        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
-        size_t count = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; i++) {
-          int fd;
-          std::memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
-          received.push_back(fd);
-        }
-      }
-      if (!received.empty()) {
-        Napi::Array arr = Napi::Array::New(env, received.size());
-        for (size_t i = 0; i < received.size(); i++) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, received[i]));
-        fds = arr;
-      }
+    if (!received.empty()) {
+      Napi::Array arr = Napi::Array::New(env, received.size());
+      for (size_t i = 0; i < received.size(); i++) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, received[i]));
+      fds = arr;
     }
     Deliver(env, Napi::Buffer<unsigned char>::Copy(env, g_buf, static_cast<size_t>(got)), fds, 0);
     return fds.IsNull() && static_cast<size_t>(got) == kReadSize;

@@ -4,7 +4,6 @@
 // talks to this interface.
 
 import {
-  VIR_ERR_ARGUMENT_UNSUPPORTED,
   VIR_ERR_INVALID_ARG,
   VIR_FROM_NONE,
   VIR_TYPED_PARAM_BOOLEAN,
@@ -14,6 +13,7 @@ import {
 } from '../protocol/constants.js';
 import type { TypedParam } from '../protocol/payloads.js';
 import { remoteError, type RemoteError } from '../protocol/remote-error.js';
+import { validateTypedParams as validateParams } from '../protocol/typed-params.js';
 
 export interface ManagedClient {
   readonly id: number;
@@ -80,44 +80,15 @@ export class ThreadPoolSettings {
   }
 }
 
-const TYPE_NAMES: Record<number, string> = {
-  1: 'int',
-  2: 'uint',
-  3: 'llong',
-  4: 'ullong',
-  5: 'double',
-  6: 'boolean',
-  7: 'string',
-};
-
 /**
  * virTypedParamsValidate: every parameter must be one of `allowed` (name → type), at most once,
- * with that type. Checked in name order, as libvirt sorts before comparing.
+ * with that type.
  */
 export function validateTypedParams(
   params: readonly TypedParam[],
   allowed: Readonly<Record<string, number>>,
 ): RemoteError | null {
-  const sorted = [...params].sort((a, b) => (a.field < b.field ? -1 : a.field > b.field ? 1 : 0));
-  let last: string | null = null;
-  for (const p of sorted) {
-    const want = allowed[p.field];
-    if (want === undefined) {
-      return remoteError(VIR_ERR_ARGUMENT_UNSUPPORTED, VIR_FROM_NONE, `parameter '${p.field}' not supported`);
-    }
-    if (p.field === last) {
-      return remoteError(VIR_ERR_INVALID_ARG, VIR_FROM_NONE, `parameter '${p.field}' occurs multiple times`);
-    }
-    if (p.type !== want) {
-      return remoteError(
-        VIR_ERR_INVALID_ARG,
-        VIR_FROM_NONE,
-        `invalid type '${TYPE_NAMES[p.type] ?? 'int'}' for parameter '${p.field}', expected '${TYPE_NAMES[want]}'`,
-      );
-    }
-    last = p.field;
-  }
-  return null;
+  return validateParams(params, (f) => (Object.hasOwn(allowed, f) ? allowed[f] : undefined));
 }
 
 /** A UINT parameter's value, or null when absent. */
