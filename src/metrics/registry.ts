@@ -81,9 +81,10 @@ export class Counter extends Base<{ v: number }> {
   }
 }
 
-/** A gauge whose series are produced at scrape time by a callback (the source of truth lives elsewhere). */
-export class Gauge implements Family {
+/** A family whose series are produced at scrape time by a callback (the source of truth lives elsewhere). */
+class CollectedFamily implements Family {
   constructor(
+    private readonly type: 'gauge' | 'counter',
     readonly name: string,
     readonly help: string,
     readonly labelNames: readonly string[],
@@ -92,28 +93,34 @@ export class Gauge implements Family {
 
   render(out: string[]): void {
     out.push(`# HELP ${this.name} ${this.help}`);
-    out.push(`# TYPE ${this.name} gauge`);
+    out.push(`# TYPE ${this.name} ${this.type}`);
     for (const [labels, v] of this.collect()) {
       out.push(`${this.name}${formatLabels(this.labelNames, labels)} ${formatValue(v)}`);
     }
   }
 }
 
-/** A counter whose value is read at scrape time (e.g. totals kept by sockets). */
-export class CollectedCounter implements Family {
+/** A gauge read at scrape time. */
+export class Gauge extends CollectedFamily {
   constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly labelNames: readonly string[],
-    private readonly collect: () => Iterable<[Labels, number]>,
-  ) {}
+    name: string,
+    help: string,
+    labelNames: readonly string[],
+    collect: () => Iterable<[Labels, number]>,
+  ) {
+    super('gauge', name, help, labelNames, collect);
+  }
+}
 
-  render(out: string[]): void {
-    out.push(`# HELP ${this.name} ${this.help}`);
-    out.push(`# TYPE ${this.name} counter`);
-    for (const [labels, v] of this.collect()) {
-      out.push(`${this.name}${formatLabels(this.labelNames, labels)} ${formatValue(v)}`);
-    }
+/** A counter whose value is read at scrape time (e.g. totals kept by sockets). */
+export class CollectedCounter extends CollectedFamily {
+  constructor(
+    name: string,
+    help: string,
+    labelNames: readonly string[],
+    collect: () => Iterable<[Labels, number]>,
+  ) {
+    super('counter', name, help, labelNames, collect);
   }
 }
 
