@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -71,6 +71,7 @@ export interface ProbedProxy extends Proxy {
 }
 
 const probeDir = mkdtempSync(join(tmpdir(), 'vpcampaign-probe-'));
+process.once('exit', () => rmSync(probeDir, { recursive: true, force: true }));
 let wrapper: string | null = null;
 
 /** A launcher the harness runs instead of bin/virtproxyd: same arguments, probe preloaded, fd limit raised. */
