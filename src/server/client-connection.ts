@@ -198,6 +198,8 @@ const PAUSE_OPENING = 4;
 const PAUSE_CLOSING = 8;
 /** The client is not reading what the proxy answers itself: read no more until its socket drains. */
 const PAUSE_OUTPUT_FULL = 16;
+/** Bytes of queued output past which the proxy stops reading a client that does not read its local replies. */
+const LOCAL_REPLY_HIGH_WATER = 65536;
 
 /**
  * Bounds on what a client may have queued beyond max_client_requests (or while its backend leg is
@@ -355,9 +357,7 @@ export class ClientConnection implements ChunkSink {
     this.fdFrame = null;
     if (f.discard) closeFds(fds);
     else this.dispatchWithFds(f.frame, fds);
-    const held = this.held;
-    this.held = [];
-    for (const h of held) this.clientOnFrame(h);
+    this.replayHeld();
   }
 
   private dispatchWithFds(frame: Buffer, fds: number[]): void {
@@ -377,6 +377,12 @@ export class ClientConnection implements ChunkSink {
   private clientOnFrame(frame: Buffer): void {
     // After CONNECT_CLOSE the client gets its outstanding replies but nothing else is read.
     if (this.closingCall !== null) return;
+    // Held back while an fd-carrying call waits for its fds, or while the client is not reading
+    // what we already owe it (the rest of the chunk at hand; reading itself is paused).
+    if (this.fdFrame !== null || (this.pauseMask & PAUSE_OUTPUT_FULL) !== 0) {
+      this.held.push(Buffer.from(frame));
+      return;
+    }
     this.keepalive.received();
     const prog = frame.readUInt32BE(OFF_PROG);
     const type = frame.readInt32BE(OFF_TYPE);
@@ -390,10 +396,6 @@ export class ClientConnection implements ChunkSink {
     }
     if (this.state === 'open') {
       this.dispatchOpen(frame, prog, type);
-      return;
-    }
-    if (this.fdFrame !== null) {
-      this.held.push(frame);
       return;
     }
     if (this.state === 'opening') {
@@ -902,11 +904,22 @@ export class ClientConnection implements ChunkSink {
 
   private releaseHeld(): void {
     this.unpause(PAUSE_OPENING);
+    this.replayHeld();
+  }
+
+  /** Dispatches held frames in order until something makes the client wait again. */
+  private replayHeld(): void {
+    if (this.held.length === 0) return;
     const held = this.held;
     this.held = [];
-    for (const f of held) {
+    for (let i = 0; i < held.length; i++) {
       if (this.state === 'closed' || this.state === 'closing') return;
-      this.clientOnFrame(f);
+      if (this.fdFrame !== null || this.state === 'opening' || (this.pauseMask & PAUSE_OUTPUT_FULL) !== 0) {
+        // Still waiting: keep the rest, ahead of anything held meanwhile.
+        this.held = held.slice(i).concat(this.held);
+        return;
+      }
+      this.clientOnFrame(held[i] as Buffer);
     }
   }
 
@@ -923,8 +936,11 @@ export class ClientConnection implements ChunkSink {
   send(frame: Buffer): void {
     if (!this.socket.writable) return;
     // Replies the proxy makes itself (PONGs, errors) cost the client one small frame each; one that
-    // never reads them would otherwise grow the write queue without bound.
-    if (!this.out.write(frame)) this.pause(PAUSE_OUTPUT_FULL);
+    // never reads them would otherwise grow the write queue without bound. Each queued write also
+    // costs Node about a kilobyte of bookkeeping, so these stop reading well before the byte mark.
+    if (!this.out.write(frame) || this.socket.writableLength > LOCAL_REPLY_HIGH_WATER) {
+      this.pause(PAUSE_OUTPUT_FULL);
+    }
   }
 
   private pause(bit: number): void {
@@ -935,6 +951,7 @@ export class ClientConnection implements ChunkSink {
   private unpause(bit: number): void {
     if ((this.pauseMask & bit) === 0) return;
     this.pauseMask &= ~bit;
+    if (bit === PAUSE_OUTPUT_FULL) this.replayHeld();
     if (this.pauseMask === 0 && this.state !== 'closed') this.source.resume();
   }
 

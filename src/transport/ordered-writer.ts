@@ -123,6 +123,9 @@ export class OrderedWriter {
       if (n === buf.length) return true;
       if (n > 0) buf = buf.subarray(n);
     }
+    // A frame is usually a view into a read chunk of up to 256 KiB; once it has to wait in Node's
+    // queue, keep only its own bytes, or a client that does not read pins a chunk per small frame.
+    if (buf.length * 2 < buf.buffer.byteLength) buf = Buffer.from(buf);
     s.write(buf);
     return s.writableLength < WRITE_HIGH_WATER;
   }
