@@ -348,8 +348,10 @@ export class BackendConnection implements ChunkSink {
           status: VIR_NET_OK,
         }),
       );
+      // The daemon gets 2 s to answer and hang up; the timer goes as soon as the socket does.
       const t = setTimeout(() => this.socket.destroy(), 2000);
       t.unref();
+      this.socket.once('close', () => clearTimeout(t));
     } else {
       this.socket.destroy();
     }
