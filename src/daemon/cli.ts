@@ -52,7 +52,8 @@ proxy daemon: forwards libvirt client connections to the per-driver daemons.
       /run/virtproxyd.pid (as root)
       $XDG_RUNTIME_DIR/libvirt/virtproxyd.pid (otherwise)
 
-  Signals: SIGTERM/SIGINT/SIGQUIT stop the daemon; SIGHUP reloads what can be reloaded.
+  Signals: SIGTERM/SIGINT/SIGQUIT stop the daemon; SIGHUP reloads what can be reloaded;
+  SIGUSR2 restarts gracefully, handing the listening sockets to a fresh copy.
 `;
 }
 
