@@ -441,6 +441,14 @@ export class ClientConnection implements ChunkSink {
       this.callWithFds(frame, true);
       return;
     }
+    if (prog === REMOTE_PROGRAM && LOCAL_WHEN_OPEN[proc] === 1) {
+      // libvirt dispatches a CALL_WITH_FDS like a CALL, so these stay local too (a forwarded
+      // SET_IDENTITY would replace the identity the backend authorises): run it as a plain call
+      // and drop the fds.
+      this.dispatchLocalOpen(asPlainCall(frame), proc);
+      this.callWithFds(frame, true);
+      return;
+    }
     this.callWithFds(frame);
   }
 
@@ -1005,6 +1013,11 @@ const UNREPORTED_ERROR: RemoteError = {
   int1: 0,
   int2: 0,
 };
+
+/** A CALL_WITH_FDS frame as the CALL it would be without its fd count word. */
+function asPlainCall(frame: Buffer): Buffer {
+  return encodeMessage({ ...readHeader(frame), type: VIR_NET_CALL }, frame.subarray(32));
+}
 
 const PING_FRAME = encodeMessage({
   prog: KEEPALIVE_PROGRAM,

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
+  VIR_NET_CALL_WITH_FDS,
   VIR_NET_OK,
   VIR_TYPED_PARAM_INT,
   VIR_TYPED_PARAM_LLONG,
@@ -188,6 +189,26 @@ describe('CONNECT_OPEN', () => {
     await conn.expectNone((_f, h) => h.proc === PROC_SET_IDENTITY, 150, 'SET_IDENTITY');
     assert.equal(conn.identities.length, 1, 'only the handshake identity reached the backend');
     assert.equal(conn.callsOf(PROC_SET_IDENTITY).length, 1);
+  });
+
+  it('keeps SET_IDENTITY local when it comes as a CALL_WITH_FDS announcing no fds', async () => {
+    // libvirt dispatches CALL_WITH_FDS like CALL; forwarded, this would let any client (the
+    // read-only socket included) replace the identity the backend authorises it with.
+    const { client, conn } = await opened();
+    const args = encodeSetIdentityArgs({
+      params: [{ field: 'unix-user-id', type: VIR_TYPED_PARAM_ULLONG, value: 0n }],
+      flags: 0,
+    });
+    const sent = client.send(
+      { proc: PROC_SET_IDENTITY, type: VIR_NET_CALL_WITH_FDS },
+      Buffer.concat([words(0), args]),
+    );
+    assert.deepEqual(await client.reply(sent), okReplyFrame(sent));
+    await conn.expectNone((_f, h) => h.proc === PROC_SET_IDENTITY, 150, 'SET_IDENTITY');
+    assert.equal(conn.identities.length, 1, 'only the handshake identity reached the backend');
+    // The client can still work through the proxy afterwards.
+    const uri = await client.call(0x20008086, PROC_CONNECT_GET_URI);
+    assert.equal(readHeader(uri).status, VIR_NET_OK);
   });
 
   it("rejects bad SET_IDENTITY parameters with libvirt's errors", async () => {
