@@ -134,12 +134,15 @@ export class OrderedWriter {
     const sock = socketFd(this.socket);
     const api = native();
     while (i < fds.length) {
+      // fds before i are sent and closed already: abandon only the rest (closing them again
+      // could close an fd number the process has reused meanwhile).
+      if (sock === null || this.socket.destroyed) return this.abandon(fds.slice(i));
       const fd = fds[i] as number;
       let sent: boolean;
       try {
-        sent = sock !== null && api.sendFd(sock, fd);
+        sent = api.sendFd(sock, fd);
       } catch {
-        return this.abandon(fds);
+        return this.abandon(fds.slice(i));
       }
       if (!sent) {
         // Socket buffer full: try again shortly.
@@ -152,16 +155,19 @@ export class OrderedWriter {
     this.release();
   }
 
+  /** The socket failed while fds were going out: close them and those of every frame behind them. */
   private abandon(fds: number[]): void {
+    const waiting = [...(this.held ?? []), ...this.afterPieces];
+    this.held = null;
+    this.afterPieces = [];
     const api = native();
-    for (const fd of fds) {
+    for (const fd of fds.concat(...waiting.map((h) => h.fds ?? []))) {
       try {
         api.closeFd(fd);
       } catch {
         // already closed
       }
     }
-    this.held = null;
     this.socket.destroy();
   }
 
