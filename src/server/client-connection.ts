@@ -882,18 +882,20 @@ export class ClientConnection implements ChunkSink {
         this.backend = leg;
         this.uri = uri;
         this.readonly = readonly;
+        this.transition('open');
+        this.send(okReply(h));
+        leg.onDrain(() => {
+          this.backendFull = false;
+          this.drainQueue();
+        });
+        // Last: a leg that closed since its handshake reports it from attach, which closes the
+        // client as any backend loss does (and must find it 'open', or the transition throws).
         leg.attach(
           (f, fds) => this.backendOnFrame(f, fds),
           (reason) => this.backendOnClose(reason),
           (piece, last) => this.backendPiece(piece, last),
           () => this.acceptsPieces,
         );
-        leg.onDrain(() => {
-          this.backendFull = false;
-          this.drainQueue();
-        });
-        this.transition('open');
-        this.send(okReply(h));
         this.releaseHeld();
       },
       (e: unknown) => {
