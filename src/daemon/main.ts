@@ -201,6 +201,13 @@ export async function main(argv: readonly string[]): Promise<void> {
           },
   });
   process.on('SIGPIPE', () => undefined);
+  // A bug in one client's handling must not take every other client down with the daemon.
+  process.on('unhandledRejection', (reason) => {
+    logger.log(
+      'error',
+      `internal error (unhandled rejection): ${(reason as Error)?.stack ?? String(reason)}`,
+    );
+  });
 }
 
 /** -d: start a detached copy and exit once it reports that it serves (or why it cannot). */

@@ -155,13 +155,15 @@ export class BackendConnection implements ChunkSink {
     const socket = await connectUnix(opts.socketPath, opts.connectTimeoutMs ?? 30000);
     socket.setNoDelay?.(true);
     const conn = new BackendConnection(socket, opts);
+    // Keepalive runs from the start, so a daemon that accepts and then goes silent fails the
+    // handshake (after interval × count) instead of leaving the client's CONNECT_OPEN hanging.
+    conn.keepalive.start();
     try {
       await conn.handshake(opts);
     } catch (e) {
       conn.destroy();
       throw e;
     }
-    conn.keepalive.start();
     return conn;
   }
 

@@ -434,9 +434,15 @@ export class ClientConnection implements ChunkSink {
     const info = programFor(prog, frame.readUInt32BE(OFF_VERS));
     const proc = frame.readInt32BE(OFF_PROC);
     const pinfo = info !== null && proc >= 0 ? info.procs[proc] : undefined;
-    if (info === null || pinfo === undefined || pinfo.event) {
+    const status = frame.readInt32BE(OFF_STATUS);
+    if (info === null || pinfo === undefined || pinfo.event || status !== VIR_NET_OK) {
       // Consume the fds anyway so the byte stream stays in step, then refuse.
-      const err = info === null ? this.unknownProgram(frame) : rpcError(`unknown procedure: ${proc}`);
+      const err =
+        info === null
+          ? this.unknownProgram(frame)
+          : status !== VIR_NET_OK
+            ? rpcError(`Unexpected message status ${status}`)
+            : rpcError(`unknown procedure: ${proc}`);
       this.replyError(frame, err);
       this.callWithFds(frame, true);
       return;
@@ -712,6 +718,13 @@ export class ClientConnection implements ChunkSink {
       this.hooks.log('debug', `client ${this.id}: dropped message type ${type} before open`);
       return;
     }
+    if (type === VIR_NET_CALL_WITH_FDS) {
+      // Nothing before open takes fds: consume and drop them (keeping the byte stream in step),
+      // then handle the call as the CALL libvirt would treat it as.
+      this.callWithFds(frame, true);
+      if (this.state === 'closed' || this.state === 'closing' || this.socket.destroyed) return;
+      frame = asPlainCall(frame);
+    }
     const h = readHeader(frame);
     const info = programFor(prog, h.vers);
     if (info === null) return this.replyError(frame, this.unknownProgram(frame));
@@ -724,7 +737,6 @@ export class ClientConnection implements ChunkSink {
     if (this.state === 'need-auth' && !(remote && PRE_AUTH_PROCS.has(h.proc))) {
       return this.replyError(frame, rpcError('authentication required'));
     }
-    if (type === VIR_NET_CALL_WITH_FDS) return this.callWithFds(frame);
     if (remote) {
       switch (h.proc) {
         case REMOTE_PROC_CONNECT_OPEN:

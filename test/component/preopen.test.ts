@@ -9,6 +9,7 @@ import {
   QEMU_PROGRAM,
   REMOTE_PROGRAM,
   VIR_NET_CALL,
+  VIR_NET_CALL_WITH_FDS,
   VIR_NET_CONTINUE,
   VIR_NET_MESSAGE,
   VIR_NET_OK,
@@ -161,6 +162,22 @@ describe('before CONNECT_OPEN', () => {
     const f = c.send({ proc: PROC_SUPPORTS_FEATURE, serial: 42 }, words(10));
     await expectReply(c, f, okReplyFrame(f, words(1)));
     const a = c.send({ proc: PROC_AUTH_LIST });
+    await expectReply(c, a, okReplyFrame(a, words(1, 0)));
+  });
+
+  it('treats a CALL_WITH_FDS carrying no fds like the CALL it is, before open too', async () => {
+    const c = await client();
+    // fd count word 0, then SUPPORTS_FEATURE's argument; the reply is a plain REPLY.
+    const f = c.send({ proc: PROC_SUPPORTS_FEATURE, serial: 43, type: VIR_NET_CALL_WITH_FDS }, words(0, 10));
+    const got = await c.reply(f);
+    assert.equal(got.readInt32BE(16), VIR_NET_REPLY);
+    assert.equal(got.readInt32BE(24), VIR_NET_OK);
+    assert.deepEqual(got.subarray(28), words(1));
+    // An unknown procedure sent that way is refused and the stream stays in step.
+    const u = c.send({ proc: 9999, serial: 44, type: VIR_NET_CALL_WITH_FDS }, words(0));
+    const ur = await c.reply(u);
+    assert.equal(ur.readInt32BE(24), 1);
+    const a = c.send({ proc: PROC_AUTH_LIST, serial: 45 });
     await expectReply(c, a, okReplyFrame(a, words(1, 0)));
   });
 
