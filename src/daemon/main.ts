@@ -140,8 +140,10 @@ export async function main(argv: readonly string[]): Promise<void> {
   daemon.activation = takeSocketActivation(process.env, process.pid, (m) => logger.log('error', m));
   let remote: RemoteServices = { tls: null, tlsMaterial: null };
   try {
-    await setupMainServices(daemon);
+    // TCP/TLS first: their checks (certificates, ports) can still fail startup, and a unix socket
+    // that already accepted would tell a client (or a supervisor polling it) the daemon is up.
     remote = await setupRemoteServices(daemon);
+    await setupMainServices(daemon);
     const admin = await setupAdminService(daemon, { remote, shutdown: () => stop('admin daemon-shutdown') });
     await setupMetrics(daemon, admin);
     const unclaimed = daemon.activation?.unclaimed() ?? [];
