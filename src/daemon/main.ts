@@ -7,7 +7,7 @@ import { loadDaemonConfig, type DaemonConfig } from '../config/daemon-config.js'
 import { ConfigError } from '../config/conf-parser.js';
 import { CliError, VERSION_LINE, parseCli, usage, type CliOptions } from './cli.js';
 import { Daemon } from './daemon.js';
-import { setupMainServices } from './services.js';
+import { refuseLiveUnixSockets, setupMainServices } from './services.js';
 import { setupRemoteServices, type RemoteServices } from './remote-services.js';
 import { installReload } from './reload.js';
 import { installRestart } from './restart.js';
@@ -140,12 +140,14 @@ export async function main(argv: readonly string[]): Promise<void> {
   daemon.activation = takeSocketActivation(process.env, process.pid, (m) => logger.log('error', m));
   let remote: RemoteServices = { tls: null, tlsMaterial: null };
   try {
-    // TCP/TLS first: their checks (certificates, ports) can still fail startup, and a unix socket
-    // that already accepted would tell a client (or a supervisor polling it) the daemon is up.
+    // The main unix sockets last (rw last of all): everything before them can still fail
+    // startup, and a socket that accepts tells a client, or a supervisor polling it, that the
+    // daemon is up with all its sockets.
+    await refuseLiveUnixSockets(daemon);
     remote = await setupRemoteServices(daemon);
-    await setupMainServices(daemon);
     const admin = await setupAdminService(daemon, { remote, shutdown: () => stop('admin daemon-shutdown') });
     await setupMetrics(daemon, admin);
+    await setupMainServices(daemon);
     const unclaimed = daemon.activation?.unclaimed() ?? [];
     if (unclaimed.length > 0) {
       throw new Error(`Some activation file descriptors are unclaimed: ${unclaimed.join(', ')}`);

@@ -4,7 +4,8 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { socketMode } from '../config/daemon-config.js';
-import { listenUnix } from '../transport/unix-listener.js';
+import { listenUnix, socketIsLive } from '../transport/unix-listener.js';
+import { CodedError } from '../protocol/coded-error.js';
 import type { ServiceInfo } from '../server/client-connection.js';
 import type { Daemon } from './daemon.js';
 
@@ -34,19 +35,29 @@ export async function openUnixListener(
   return srv;
 }
 
+/**
+ * Refuses to start when another process serves one of our unix socket paths, checked in libvirt's
+ * order (rw, ro, admin) before anything is bound, so the error names the socket libvirt would.
+ */
+export async function refuseLiveUnixSockets(d: Daemon): Promise<void> {
+  if (d.activation !== null) return;
+  for (const p of [d.paths.rwSocket, d.paths.roSocket, d.paths.adminSocket]) {
+    if (p !== null && fs.existsSync(p) && (await socketIsLive(p))) {
+      throw new CodedError(
+        'ESOCKLIVE',
+        `Failed to bind socket to '${p}': Address already in use (another process serves it)`,
+      );
+    }
+  }
+}
+
 /** Opens the main server's sockets; on failure closes what was opened and rethrows. */
 export async function setupMainServices(d: Daemon): Promise<void> {
   // Under socket activation systemd made the sockets; setupRemoteServices claims them all.
   if (d.activation !== null) return;
   const c = d.config;
   const backlog = c.max_queued_clients || 30;
-  const wanted: Array<{ path: string; perms: string; service: ServiceInfo }> = [
-    {
-      path: d.paths.rwSocket,
-      perms: c.unix_sock_rw_perms,
-      service: { name: 'rw', readonly: false, auth: c.auth_unix_rw, transport: 'unix' },
-    },
-  ];
+  const wanted: Array<{ path: string; perms: string; service: ServiceInfo }> = [];
   if (d.paths.roSocket !== null) {
     wanted.push({
       path: d.paths.roSocket,
@@ -54,6 +65,12 @@ export async function setupMainServices(d: Daemon): Promise<void> {
       service: { name: 'ro', readonly: true, auth: c.auth_unix_ro, transport: 'unix' },
     });
   }
+  // The rw socket comes last: once it accepts, every other socket of the daemon exists.
+  wanted.push({
+    path: d.paths.rwSocket,
+    perms: c.unix_sock_rw_perms,
+    service: { name: 'rw', readonly: false, auth: c.auth_unix_rw, transport: 'unix' },
+  });
   const opened: Array<{ srv: net.Server; path: string }> = [];
   try {
     for (const w of wanted) {
