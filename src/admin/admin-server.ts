@@ -35,16 +35,10 @@ import {
   type ManagedServer,
 } from './managed-server.js';
 import type { TypedParam } from '../protocol/payloads.js';
+import type { LocalPeer } from './rpc-server-view.js';
 
-/** Who is connecting, as far as the admin server needs to know. */
-export interface AdminPeer {
-  uid: number;
-  gid: number;
-  pid: number;
-  userName: string | null;
-  groupName: string | null;
-  selinuxContext: string | null;
-}
+/** Who is connecting, as far as the admin server needs to know: the same as any local peer. */
+export type AdminPeer = LocalPeer;
 
 export interface AdminServerOptions {
   /** admin_max_clients; 0 = no limit. */

@@ -6,9 +6,7 @@ import net from 'node:net';
 import { CodedError } from '../protocol/coded-error.js';
 import {
   KEEPALIVE_PROC_PING,
-  KEEPALIVE_PROC_PONG,
   KEEPALIVE_PROGRAM,
-  KEEPALIVE_PROTOCOL_VERSION,
   REMOTE_AUTH_NONE,
   REMOTE_AUTH_POLKIT,
   REMOTE_PROC_AUTH_LIST,
@@ -50,6 +48,7 @@ import {
 } from '../protocol/payloads.js';
 import { decodeRemoteError, remoteError, type RemoteError } from '../protocol/remote-error.js';
 import { Keepalive } from '../server/keepalive.js';
+import { PING_FRAME, PONG_FRAME } from '../server/messages.js';
 import { startReading, type ChunkSink, type ChunkSource } from '../transport/chunk-source.js';
 import { FdQueue, closeFds } from '../transport/fd-queue.js';
 import { OrderedWriter } from '../transport/ordered-writer.js';
@@ -73,23 +72,6 @@ export interface BackendOpenOptions {
   keepaliveCount: number;
   connectTimeoutMs?: number;
 }
-
-const PONG = encodeMessage({
-  prog: KEEPALIVE_PROGRAM,
-  vers: KEEPALIVE_PROTOCOL_VERSION,
-  proc: KEEPALIVE_PROC_PONG,
-  type: VIR_NET_MESSAGE,
-  serial: 0,
-  status: VIR_NET_OK,
-});
-const PING = encodeMessage({
-  prog: KEEPALIVE_PROGRAM,
-  vers: KEEPALIVE_PROTOCOL_VERSION,
-  proc: KEEPALIVE_PROC_PING,
-  type: VIR_NET_MESSAGE,
-  serial: 0,
-  status: VIR_NET_OK,
-});
 
 const ERRNO: Record<string, number> = { ENOENT: 2, EACCES: 13, ECONNREFUSED: 111, ENOTSOCK: 88, ENOTDIR: 20 };
 const STRERROR: Record<string, string> = {
@@ -138,7 +120,7 @@ export class BackendConnection implements ChunkSink {
     this.keepalive = new Keepalive({
       interval: opts.keepaliveInterval,
       count: opts.keepaliveCount,
-      sendPing: () => this.out.write(PING),
+      sendPing: () => this.out.write(PING_FRAME),
       onDead: () => {
         this.closeReason = 'keepalive';
         this.socket.destroy();
@@ -280,7 +262,7 @@ export class BackendConnection implements ChunkSink {
         frame.readInt32BE(OFF_TYPE) === VIR_NET_MESSAGE &&
         frame.readInt32BE(OFF_PROC) === KEEPALIVE_PROC_PING
       ) {
-        this.out.write(PONG);
+        this.out.write(PONG_FRAME);
       }
       return;
     }

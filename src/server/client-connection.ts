@@ -80,7 +80,7 @@ import { OrderedWriter } from '../transport/ordered-writer.js';
 import { SecurityLayerWriter, type SecurityLayer } from '../transport/sasl-layer.js';
 import { validateIdentityParams } from './identity-params.js';
 import { Keepalive } from './keepalive.js';
-import { PONG_FRAME, errorReply, okReply } from './messages.js';
+import { PING_FRAME, PONG_FRAME, errorReply, okReply } from './messages.js';
 
 export type ClientState = 'need-auth' | 'ready' | 'opening' | 'open' | 'closing' | 'closed';
 
@@ -1032,12 +1032,3 @@ const UNREPORTED_ERROR: RemoteError = {
 function asPlainCall(frame: Buffer): Buffer {
   return encodeMessage({ ...readHeader(frame), type: VIR_NET_CALL }, frame.subarray(32));
 }
-
-const PING_FRAME = encodeMessage({
-  prog: KEEPALIVE_PROGRAM,
-  vers: KEEPALIVE_PROTOCOL_VERSION,
-  proc: KEEPALIVE_PROC_PING,
-  type: VIR_NET_MESSAGE,
-  serial: 0,
-  status: VIR_NET_OK,
-});

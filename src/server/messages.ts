@@ -1,6 +1,7 @@
 // Server layer: prebuilt frames and small builders for the replies the proxy sends itself.
 
 import {
+  KEEPALIVE_PROC_PING,
   KEEPALIVE_PROC_PONG,
   KEEPALIVE_PROGRAM,
   KEEPALIVE_PROTOCOL_VERSION,
@@ -11,6 +12,16 @@ import {
 } from '../protocol/constants.js';
 import { encodeMessage, type MessageHeader } from '../protocol/header.js';
 import { encodeRemoteError, type RemoteError } from '../protocol/remote-error.js';
+
+/** The keepalive frames (NOTES §2): type MESSAGE, serial 0, no payload; the same on every leg. */
+export const PING_FRAME = encodeMessage({
+  prog: KEEPALIVE_PROGRAM,
+  vers: KEEPALIVE_PROTOCOL_VERSION,
+  proc: KEEPALIVE_PROC_PING,
+  type: VIR_NET_MESSAGE,
+  serial: 0,
+  status: VIR_NET_OK,
+});
 
 export const PONG_FRAME = encodeMessage({
   prog: KEEPALIVE_PROGRAM,

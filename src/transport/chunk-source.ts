@@ -46,7 +46,7 @@ class FdSource implements ChunkSource {
   private closed = false;
 
   constructor(
-    private readonly socket: net.Socket,
+    socket: net.Socket,
     private readonly reader: FdReaderHandle,
   ) {
     // Node must never read this socket itself: a plain read() would drop passed fds.
